@@ -1,0 +1,1 @@
+"""The bondctl command-line interface."""

@@ -1,0 +1,252 @@
+"""What a bond should be (BondSpec) and what the kernel says it is (BondState), and their diff.
+
+A spec is validated once, against the option catalogue, when it is built; everything after
+that (backends, CNI, CLI) trusts it. A state is what a backend read back. `diff(spec, state)` is
+the single comparison behind "apply, then verify", `bondctl check` and CNI CHECK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ValidationError
+from .names import check_ifname
+from .options import (
+    MODE,
+    OPTIONS,
+    SLAVE_OPTIONS,
+    Value,
+    check_combination,
+    check_mac,
+    check_mtu,
+    mode_number,
+    parse_options,
+)
+
+
+@dataclass(frozen=True)
+class SlaveSpec:
+    name: str
+    options: Mapping[str, int] = field(default_factory=dict)  # per-slave: queue_id, prio
+
+
+@dataclass(frozen=True)
+class BondSpec:
+    name: str
+    mode: str
+    options: Mapping[str, Value]  # canonical, keyed by kernel name, without "mode"
+    slaves: tuple[SlaveSpec, ...] = ()
+    mtu: int | None = None
+    mac: str | None = None
+    up: bool = True
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        mode: object,
+        options: Mapping[str, object] | None = None,
+        slaves: Sequence[str | SlaveSpec] = (),
+        *,
+        mtu: object = None,
+        mac: object = None,
+        slave_options: Mapping[str, Mapping[str, object]] | None = None,
+        up: bool = True,
+    ) -> BondSpec:
+        """Validate everything that can be checked without a kernel, or raise ValidationError."""
+        check_ifname(name, "bond name")
+        canonical = parse_options(options or {})
+        if "mode" in canonical:
+            raise ValidationError("mode is given twice (as an argument and as an option)")
+        mode_name = str(MODE.parse(mode))
+        members = [s if isinstance(s, SlaveSpec) else SlaveSpec(s) for s in slaves]
+        names = [check_ifname(s.name, "slave name") for s in members]
+        if len(set(names)) != len(names):
+            raise ValidationError(f"a slave is listed twice: {', '.join(names)}")
+        if name in names:
+            raise ValidationError(f"the bond {name!r} cannot be its own slave")
+        members = [_with_slave_options(s, (slave_options or {}).get(s.name), mode_name)
+                   for s in members]
+        unknown = set(slave_options or {}) - set(names)
+        if unknown:
+            raise ValidationError(f"options given for {', '.join(sorted(unknown))}, "
+                                  "which is not a slave of this bond")
+        check_combination(mode_name, canonical, names if members else None)
+        return cls(
+            name=name,
+            mode=mode_name,
+            options=canonical,
+            slaves=tuple(members),
+            mtu=None if mtu is None else check_mtu(mtu),
+            mac=None if mac is None else check_mac(mac),
+            up=up,
+        )
+
+    @property
+    def slave_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.slaves)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "options": dict(self.options),
+            "slaves": [{"name": s.name, **s.options} for s in self.slaves],
+            "mtu": self.mtu,
+            "mac": self.mac,
+        }
+
+
+def _with_slave_options(
+    slave: SlaveSpec, raw: Mapping[str, object] | None, mode: str
+) -> SlaveSpec:
+    merged: dict[str, int] = dict(slave.options)
+    for key, value in (raw or {}).items():
+        opt = SLAVE_OPTIONS.get(key)
+        if opt is None:
+            opt = next((o for o in SLAVE_OPTIONS.values() if o.cni_key == key), None)
+        if opt is None:
+            raise ValidationError(
+                f"unknown slave option {key!r}; known: {', '.join(SLAVE_OPTIONS)}"
+            )
+        if mode_number(mode) not in opt.modes:
+            raise ValidationError(f"slave option {opt.name} is not supported in mode {mode}")
+        merged[opt.name] = opt.parse(value)
+    return SlaveSpec(slave.name, merged)
+
+
+@dataclass(frozen=True)
+class Link:
+    """Any network interface, as much as bondctl needs to know to move and restore it."""
+
+    name: str
+    index: int
+    mtu: int
+    mac: str
+    up: bool  # administratively (IFF_UP)
+    operstate: str
+    kind: str = ""  # "veth", "bond", ... ; "" for plain devices
+    master: str | None = None
+    perm_mac: str | None = None
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SlaveState:
+    name: str
+    state: str  # "active" or "backup"
+    mii_status: str  # "up", "down", "going_down", "going_back"
+    link_failure_count: int
+    perm_hwaddr: str
+    queue_id: int = 0
+    prio: int | None = None  # None: the reader cannot see it (sysfs has no file for it)
+    ad_aggregator_id: int | None = None
+    up: bool = True
+    operstate: str = "UNKNOWN"
+    mtu: int = 0
+    mac: str = ""
+
+
+@dataclass(frozen=True)
+class BondState:
+    name: str
+    mode: str
+    options: Mapping[str, Value]  # every option the reader saw, canonical, without "mode"
+    slaves: tuple[SlaveState, ...]
+    up: bool
+    operstate: str
+    mtu: int
+    mac: str
+    index: int = 0
+    ad_info: Mapping[str, Value] | None = None
+    netns: str | None = None
+
+    @property
+    def active_slave(self) -> str | None:
+        return str(self.options.get("active_slave") or "") or None
+
+    @property
+    def slave_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.slaves)
+
+    def slave(self, name: str) -> SlaveState | None:
+        return next((s for s in self.slaves if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "netns": self.netns,
+            "mode": self.mode,
+            "up": self.up,
+            "operstate": self.operstate,
+            "mtu": self.mtu,
+            "mac": self.mac,
+            "active_slave": self.active_slave,
+            "options": {k: list(v) if isinstance(v, tuple) else v
+                        for k, v in sorted(self.options.items())},
+            "ad_info": dict(self.ad_info) if self.ad_info else None,
+            "slaves": [vars(s).copy() for s in self.slaves],
+        }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference between spec and state: `what` names the field, as a person reads it."""
+
+    what: str
+    want: object
+    have: object
+
+    def __str__(self) -> str:
+        return f"{self.what}: want {_show(self.want)}, have {_show(self.have)}"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _same(name: str, want: Value, have: Value | None) -> bool:
+    if isinstance(want, tuple):
+        # The kernel keeps ARP/NS targets in its own slots: order carries no meaning.
+        return isinstance(have, tuple | type(None)) and set(want) == set(have or ())
+    return want == have
+
+
+def diff(spec: BondSpec, state: BondState) -> list[Drift]:
+    """Every way `state` fails `spec`; empty when the bond is exactly as asked."""
+    drifts: list[Drift] = []
+    if spec.mode != state.mode:
+        drifts.append(Drift("mode", spec.mode, state.mode))
+    for name, want in spec.options.items():
+        if name == "active_slave":
+            continue  # a request, not a setting: the kernel moves it on failover
+        have = state.options.get(name)
+        if not _same(name, want, have):
+            drifts.append(Drift(name, want, have))
+    if set(spec.slave_names) != set(state.slave_names):
+        drifts.append(Drift("slaves", sorted(spec.slave_names), sorted(state.slave_names)))
+    for slave in spec.slaves:
+        have_slave = state.slave(slave.name)
+        if have_slave is None:
+            continue
+        for name, want_value in slave.options.items():
+            have_value = getattr(have_slave, name)
+            if have_value is not None and have_value != want_value:
+                drifts.append(Drift(f"{slave.name}.{name}", want_value, have_value))
+    if spec.mtu is not None and spec.mtu != state.mtu:
+        drifts.append(Drift("mtu", spec.mtu, state.mtu))
+    if spec.mac is not None and spec.mac != state.mac:
+        drifts.append(Drift("mac", spec.mac, state.mac))
+    if spec.up != state.up:
+        drifts.append(Drift("up", spec.up, state.up))
+    return drifts
+
+
+def option_defaults(names: Iterable[str] | None = None) -> dict[str, Value]:
+    return {n: OPTIONS[n].default for n in (names if names is not None else OPTIONS)
+            if n != "mode"}

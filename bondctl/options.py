@@ -1,0 +1,603 @@
+"""The option catalogue: every bonding option the kernel knows, and how each tool spells it.
+
+One table, like the kernel's own bond_opts[] (drivers/net/bonding/bond_options.c), drives
+validation, help text, docs, the CNI config keys and every backend's translation: the sysfs
+file, the `ip link ... type bond` keyword, the IFLA_BOND_* attribute and its wire type, and the
+key `ip -d -j link show` reports it under. Nothing else in bondctl spells an option name or a
+mode list.
+
+Values are kept in one canonical form: enums as their kernel name ("802.3ad"), on/off flags as
+0/1, numbers as int, MACs lower-case, address lists as tuples of strings.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal, NamedTuple
+
+from .errors import ValidationError
+from .names import check_ifname
+
+Value = int | str | tuple[str, ...]
+Kind = Literal["int", "enum", "flag", "ifname", "mac", "ipv4list", "ipv6list"]
+Wire = Literal["u8", "u16", "u32", "s32", "ifindex", "mac", "in_addr_list", "in6_addr_list"]
+
+# Mode numbers are the kernel's (BOND_MODE_*); a mode's name is MODES[number].
+MODES: tuple[str, ...] = (
+    "balance-rr",
+    "active-backup",
+    "balance-xor",
+    "broadcast",
+    "802.3ad",
+    "balance-tlb",
+    "balance-alb",
+)
+RR, AB, XOR, BCAST, LACP, TLB, ALB = range(7)
+ALL_MODES = frozenset(range(7))
+_ARP_MODES = ALL_MODES - {LACP, TLB, ALB}  # the ARP monitor is refused in 802.3ad, tlb and alb
+_ACTIVE_MODES = frozenset({AB, TLB, ALB})  # modes with one "active" slave
+
+INT_MAX = 2**31 - 1
+MAX_ARP_TARGETS = 16  # BOND_MAX_ARP_TARGETS
+MIN_MTU, MAX_MTU = 68, 65535
+
+
+class Option(NamedTuple):
+    """One kernel bonding option. Field order follows the questions a backend asks."""
+
+    name: str  # the kernel's name (bond_opts[].name): also the CLI's KEY in KEY=VALUE
+    kind: Kind
+    default: Value
+    doc: str
+    ifla: int  # IFLA_BOND_* attribute number
+    wire: Wire  # how that attribute is encoded
+    json_key: str  # the key under linkinfo.info_data in `ip -d -j link show`
+    cni_key: str  # the camelCase key in a CNI network config
+    ip: str | None  # keyword after `ip link add NAME type bond`; None: iproute2 lacks it
+    sysfs: str | None  # file under /sys/class/net/BOND/bonding/; None: netlink only
+    choices: tuple[str, ...] = ()  # enum names, indexed by the kernel's number
+    minimum: int = 0
+    maximum: int = INT_MAX
+    modes: frozenset[int] = ALL_MODES  # modes the kernel accepts it in (not unsuppmodes)
+    effective: frozenset[int] = ALL_MODES  # modes where it changes anything
+    down: bool = False  # BOND_OPTFLAG_IFDOWN: the bond must be down to change it
+    no_slaves: bool = False  # BOND_OPTFLAG_NOSLAVES: the bond must have no slaves
+    after_slaves: bool = False  # names a slave: set once the slaves are in
+    min_kernel: tuple[int, int] = (0, 0)
+    aliases: tuple[str, ...] = ()  # other names people and tools use for it
+
+    @property
+    def netlink_only(self) -> bool:
+        return self.sysfs is None
+
+    def allowed(self) -> str:
+        """What values are allowed, in words, for help texts and error messages."""
+        if self.kind == "enum":
+            return ", ".join(f"{name} ({number})" for number, name in enumerate(self.choices))
+        if self.kind == "flag":
+            return "0/off or 1/on"
+        if self.kind == "int":
+            top = "2^31-1" if self.maximum == INT_MAX else str(self.maximum)
+            return f"an integer from {self.minimum} to {top}"
+        if self.kind == "ifname":
+            return "the name of one of the bond's slaves"
+        if self.kind == "mac":
+            return "a unicast MAC address such as 02:00:00:00:00:01"
+        family = "IPv4" if self.kind == "ipv4list" else "IPv6"
+        return f"up to {MAX_ARP_TARGETS} {family} addresses, as a list or comma-separated"
+
+    def mode_names(self, which: Iterable[int] | None = None) -> str:
+        return ", ".join(MODES[m] for m in sorted(self.modes if which is None else which))
+
+    def parse(self, raw: object) -> Value:
+        """The canonical value of `raw` (str, int, bool or list), or a ValidationError."""
+        try:
+            return _PARSERS[self.kind](self, raw)
+        except (ValueError, TypeError, OSError):
+            shown = raw if isinstance(raw, str | int) else repr(raw)
+            raise ValidationError(
+                f"{self.name}: invalid value {shown!r}: expected {self.allowed()}"
+            ) from None
+
+    def render(self, value: Value) -> str:
+        """The value as the kernel's text interfaces (sysfs, `ip`) take it."""
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return str(value)
+
+
+def _parse_int(opt: Option, raw: object) -> int:
+    if isinstance(raw, bool):
+        raise TypeError
+    if isinstance(raw, str):
+        raw = raw.strip()
+        if not raw.isdigit():
+            raise ValueError
+    if not isinstance(raw, int | str):
+        raise TypeError
+    number = int(raw)
+    if not opt.minimum <= number <= opt.maximum:
+        raise ValueError
+    return number
+
+
+def _parse_enum(opt: Option, raw: object) -> str:
+    if isinstance(raw, bool):
+        raise TypeError
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text in opt.choices:
+            return text
+        if not text.isdigit():
+            raise ValueError
+        raw = int(text)
+    if not isinstance(raw, int) or not 0 <= raw < len(opt.choices):
+        raise ValueError
+    return opt.choices[raw]
+
+
+_FLAG_WORDS = {"0": 0, "1": 1, "off": 0, "on": 1, "false": 0, "true": 1}
+
+
+def _parse_flag(opt: Option, raw: object) -> int:
+    if isinstance(raw, bool | int):
+        if raw not in (0, 1):
+            raise ValueError
+        return int(raw)
+    if isinstance(raw, str) and raw.strip().lower() in _FLAG_WORDS:
+        return _FLAG_WORDS[raw.strip().lower()]
+    raise ValueError
+
+
+def _parse_ifname(opt: Option, raw: object) -> str:
+    if raw in ("", None):
+        return ""  # no primary / no forced active slave
+    if not isinstance(raw, str):
+        raise TypeError
+    check_ifname(raw, opt.name)
+    return raw
+
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def parse_mac(raw: object) -> str:
+    """A MAC address in canonical form; ValueError when it is not one."""
+    if not isinstance(raw, str):
+        raise TypeError
+    mac = raw.strip().lower().replace("-", ":")
+    if not _MAC.match(mac):
+        raise ValueError
+    return mac
+
+
+def is_multicast_mac(mac: str) -> bool:
+    return bool(int(mac[:2], 16) & 1)
+
+
+def _parse_mac_option(opt: Option, raw: object) -> str:
+    mac = parse_mac(raw)
+    if is_multicast_mac(mac):
+        # The kernel refuses a multicast actor system (bond_option_ad_actor_system_set).
+        raise ValueError
+    return mac
+
+
+def _parse_addresses(family: int, raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items: list[object] = [part for part in raw.replace(" ", ",").split(",") if part]
+    elif isinstance(raw, list | tuple):
+        items = list(raw)
+    else:
+        raise TypeError
+    if len(items) > MAX_ARP_TARGETS:
+        raise ValueError
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError
+        address = socket.inet_ntop(family, socket.inet_pton(family, item.strip()))
+        if address not in out:
+            out.append(address)
+    return tuple(out)
+
+
+_PARSERS: dict[str, Callable[[Option, object], Value]] = {
+    "int": _parse_int,
+    "enum": _parse_enum,
+    "flag": _parse_flag,
+    "ifname": _parse_ifname,
+    "mac": _parse_mac_option,
+    "ipv4list": lambda opt, raw: _parse_addresses(socket.AF_INET, raw),
+    "ipv6list": lambda opt, raw: _parse_addresses(socket.AF_INET6, raw),
+}
+
+# The catalogue. Sources: bond_options.c (values, unsuppmodes, flags), bond_netlink.c and
+# include/uapi/linux/if_link.h (IFLA_BOND_*), iproute2 ip/iplink_bond.c (keywords, JSON keys),
+# Documentation/networking/bonding.rst (meaning and defaults).
+_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "mode", "enum", "balance-rr", "Bonding policy.", 1, "u8", "mode", "mode", "mode", "mode",
+        choices=MODES, down=True, no_slaves=True,
+    ),
+    Option(
+        "active_slave", "ifname", "", "The slave that carries traffic now (active-backup, tlb, "
+        "alb).", 2, "ifindex", "active_slave", "activeSlave", "active_slave", "active_slave",
+        modes=_ACTIVE_MODES, effective=_ACTIVE_MODES, after_slaves=True,
+    ),
+    Option(
+        "miimon", "int", 0, "MII link monitoring interval in ms; 0 turns it off (802.3ad, tlb "
+        "and alb force 100 when neither monitor is set).", 3, "u32",
+        "miimon", "miimon", "miimon", "miimon",
+    ),
+    Option(
+        "updelay", "int", 0, "Delay in ms before enabling a slave after link up; a multiple of "
+        "miimon.", 4, "u32", "updelay", "updelay", "updelay", "updelay",
+    ),
+    Option(
+        "downdelay", "int", 0, "Delay in ms before disabling a slave after link failure; a "
+        "multiple of miimon.", 5, "u32", "downdelay", "downdelay", "downdelay", "downdelay",
+    ),
+    Option(
+        "use_carrier", "flag", 1, "Use the driver's carrier state (1) or MII/ethtool ioctls (0) "
+        "for miimon.", 6, "u8", "use_carrier", "useCarrier", "use_carrier", "use_carrier",
+    ),
+    Option(
+        "arp_interval", "int", 0, "ARP link monitoring interval in ms; 0 turns it off.", 7,
+        "u32", "arp_interval", "arpInterval", "arp_interval", "arp_interval",
+        modes=_ARP_MODES, effective=_ARP_MODES,
+    ),
+    Option(
+        "arp_ip_target", "ipv4list", (), "IPv4 addresses the ARP monitor probes.", 8,
+        "in_addr_list", "arp_ip_target", "arpIpTargets", "arp_ip_target", "arp_ip_target",
+        effective=_ARP_MODES, aliases=("arp_ip_targets",),
+    ),
+    Option(
+        "arp_validate", "enum", "none", "Whether ARP probes and replies are validated.", 9, "u32",
+        "arp_validate", "arpValidate", "arp_validate", "arp_validate",
+        choices=("none", "active", "backup", "all", "filter", "filter_active", "filter_backup"),
+        modes=_ARP_MODES, effective=_ARP_MODES,
+    ),
+    Option(
+        "arp_all_targets", "enum", "any", "A slave is up when any or all ARP targets answer.",
+        10, "u32", "arp_all_targets", "arpAllTargets", "arp_all_targets", "arp_all_targets",
+        choices=("any", "all"), effective=_ARP_MODES,
+    ),
+    Option(
+        "primary", "ifname", "", "The preferred slave: active whenever it is up.", 11,
+        "ifindex", "primary", "primary", "primary", "primary",
+        modes=_ACTIVE_MODES, effective=_ACTIVE_MODES, after_slaves=True,
+    ),
+    Option(
+        "primary_reselect", "enum", "always", "When the primary slave becomes active again.", 12,
+        "u8", "primary_reselect", "primaryReselect", "primary_reselect", "primary_reselect",
+        choices=("always", "better", "failure"), effective=_ACTIVE_MODES,
+    ),
+    Option(
+        "fail_over_mac", "enum", "none", "MAC policy on failover: none, active or follow.", 13,
+        "u8", "fail_over_mac", "failOverMac", "fail_over_mac", "fail_over_mac",
+        choices=("none", "active", "follow"), effective=frozenset({AB}), no_slaves=True,
+    ),
+    Option(
+        "xmit_hash_policy", "enum", "layer2", "Transmit hash for balance-xor, 802.3ad and tlb.",
+        14, "u8", "xmit_hash_policy", "xmitHashPolicy", "xmit_hash_policy", "xmit_hash_policy",
+        choices=("layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4", "vlan+srcmac"),
+        effective=frozenset({XOR, LACP, TLB}),
+    ),
+    Option(
+        "resend_igmp", "int", 1, "IGMP membership reports sent after a failover.", 15, "u32",
+        "resend_igmp", "resendIgmp", "resend_igmp", "resend_igmp", maximum=255,
+    ),
+    Option(
+        "num_grat_arp", "int", 1, "Peer notifications (gratuitous ARP, unsolicited NA) sent "
+        "after a failover.", 16, "u8", "num_peer_notif", "numGratArp", "num_grat_arp",
+        "num_grat_arp", maximum=255, effective=_ACTIVE_MODES,
+        aliases=("num_unsol_na", "num_peer_notif"),
+    ),
+    Option(
+        "all_slaves_active", "flag", 0, "Deliver duplicate frames received on inactive slaves.",
+        17, "u8", "all_slaves_active", "allSlavesActive", "all_slaves_active",
+        "all_slaves_active",
+    ),
+    Option(
+        "min_links", "int", 0, "Minimum slaves up before the bond reports carrier.", 18, "u32",
+        "min_links", "minLinks", "min_links", "min_links", effective=frozenset({LACP}),
+    ),
+    Option(
+        "lp_interval", "int", 1, "Seconds between learning packets to each slave's switch.", 19,
+        "u32", "lp_interval", "lpInterval", "lp_interval", "lp_interval", minimum=1,
+        effective=frozenset({TLB, ALB}),
+    ),
+    Option(
+        "packets_per_slave", "int", 1, "Packets sent through a slave before moving on "
+        "(balance-rr); 0 picks slaves at random.", 20, "u32", "packets_per_slave",
+        "packetsPerSlave", "packets_per_slave", "packets_per_slave", maximum=65535,
+        modes=frozenset({RR}), effective=frozenset({RR}),
+    ),
+    Option(
+        "lacp_rate", "enum", "slow", "LACPDU rate asked of the 802.3ad partner: slow (30 s) or "
+        "fast (1 s).", 21, "u8", "ad_lacp_rate", "lacpRate", "lacp_rate", "lacp_rate",
+        choices=("slow", "fast"), modes=frozenset({LACP}), effective=frozenset({LACP}),
+        down=True,
+    ),
+    Option(
+        "ad_select", "enum", "stable", "802.3ad aggregator selection logic.", 22, "u8",
+        "ad_select", "adSelect", "ad_select", "ad_select",
+        choices=("stable", "bandwidth", "count"), effective=frozenset({LACP}), down=True,
+    ),
+    Option(
+        "ad_actor_sys_prio", "int", 65535, "802.3ad system priority.", 24, "u16",
+        "ad_actor_sys_prio", "adActorSysPrio", "ad_actor_sys_prio", "ad_actor_sys_prio",
+        minimum=1, maximum=65535, modes=frozenset({LACP}), effective=frozenset({LACP}),
+    ),
+    Option(
+        "ad_user_port_key", "int", 0, "802.3ad user part of the port key (upper 10 bits).", 25,
+        "u16", "ad_user_port_key", "adUserPortKey", "ad_user_port_key", "ad_user_port_key",
+        maximum=1023, modes=frozenset({LACP}), effective=frozenset({LACP}), down=True,
+    ),
+    Option(
+        "ad_actor_system", "mac", "00:00:00:00:00:00", "802.3ad system MAC in LACPDUs "
+        "(not multicast).", 26, "mac", "ad_actor_system", "adActorSystem", "ad_actor_system",
+        "ad_actor_system", modes=frozenset({LACP}), effective=frozenset({LACP}),
+    ),
+    Option(
+        "tlb_dynamic_lb", "flag", 1, "Shuffle flows between slaves by load (balance-tlb, "
+        "balance-alb).", 27, "u8", "tlb_dynamic_lb", "tlbDynamicLb", "tlb_dynamic_lb",
+        "tlb_dynamic_lb", modes=frozenset({TLB, ALB}), effective=frozenset({TLB, ALB}),
+        down=True,
+    ),
+    Option(
+        "peer_notif_delay", "int", 0, "Delay in ms between peer notifications; a multiple of "
+        "miimon.", 28, "u32", "peer_notify_delay", "peerNotifDelay", "peer_notify_delay",
+        "peer_notif_delay", maximum=300000, effective=_ACTIVE_MODES,
+        aliases=("peer_notify_delay",),
+    ),
+    Option(
+        "lacp_active", "flag", 1, "Send LACPDUs periodically (1) or only when spoken to (0).",
+        29, "u8", "ad_lacp_active", "lacpActive", "lacp_active", "lacp_active",
+        modes=frozenset({LACP}), effective=frozenset({LACP}), down=True,
+    ),
+    Option(
+        "arp_missed_max", "int", 2, "Missed ARP intervals before a slave is down.", 30, "u8",
+        "arp_missed_max", "arpMissedMax", "arp_missed_max", "arp_missed_max", minimum=1,
+        maximum=255, modes=_ARP_MODES, effective=_ARP_MODES, aliases=("missed_max",),
+    ),
+    Option(
+        "ns_ip6_target", "ipv6list", (), "IPv6 addresses the ARP/NS monitor probes.", 31,
+        "in6_addr_list", "ns_ip6_target", "nsIp6Targets", "ns_ip6_target", None,
+        effective=_ARP_MODES, aliases=("ns_ip6_targets",),
+    ),
+    Option(
+        "coupled_control", "flag", 1, "802.3ad coupled control of the collecting and "
+        "distributing states.", 32, "u8", "coupled_control", "coupledControl",
+        "coupled_control", None, modes=frozenset({LACP}), effective=frozenset({LACP}),
+        down=True, min_kernel=(6, 9),
+    ),
+)
+
+OPTIONS: dict[str, Option] = {opt.name: opt for opt in _OPTIONS}
+MODE = OPTIONS["mode"]
+
+
+class SlaveOption(NamedTuple):
+    """A per-slave option, set with `ip link set SLAVE type bond_slave KEY VALUE`."""
+
+    name: str
+    default: int
+    doc: str
+    ifla: int  # IFLA_BOND_SLAVE_*
+    wire: Wire
+    json_key: str
+    cni_key: str
+    sysfs: str | None  # /sys/class/net/SLAVE/bonding_slave/ file (read); None: netlink only
+    minimum: int
+    maximum: int
+    modes: frozenset[int] = ALL_MODES
+
+    def parse(self, raw: object) -> int:
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise TypeError
+            number = int(raw.strip() if isinstance(raw, str) else raw)
+            if not self.minimum <= number <= self.maximum:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValidationError(
+                f"{self.name}: invalid value {raw!r}: expected an integer from "
+                f"{self.minimum} to {self.maximum}"
+            ) from None
+        return number
+
+
+SLAVE_OPTIONS: dict[str, SlaveOption] = {
+    opt.name: opt
+    for opt in (
+        SlaveOption(
+            "queue_id", 0, "Transmit queue this slave is mapped to.", 5, "u16", "queue_id",
+            "queueId", "queue_id", 0, 65535,
+        ),
+        SlaveOption(
+            "prio", 0, "Priority when a new active slave is chosen (higher wins).", 9, "s32",
+            "prio", "prio", None, -(2**31), 2**31 - 1, modes=_ACTIVE_MODES,
+        ),
+    )
+}
+
+
+class SlaveField(NamedTuple):
+    """Per-slave state the kernel reports (read only)."""
+
+    name: str
+    ifla: int  # IFLA_BOND_SLAVE_*
+    wire: Literal["u8", "u16", "u32", "mac", "state", "mii"]
+    json_key: str
+    sysfs: str
+
+
+SLAVE_FIELDS: tuple[SlaveField, ...] = (
+    SlaveField("state", 1, "state", "state", "state"),
+    SlaveField("mii_status", 2, "mii", "mii_status", "mii_status"),
+    SlaveField("link_failure_count", 3, "u32", "link_failure_count", "link_failure_count"),
+    SlaveField("perm_hwaddr", 4, "mac", "perm_hwaddr", "perm_hwaddr"),
+    SlaveField("ad_aggregator_id", 6, "u16", "ad_aggregator_id", "ad_aggregator_id"),
+    SlaveField(
+        "ad_actor_oper_port_state", 7, "u8", "ad_actor_oper_port_state",
+        "ad_actor_oper_port_state",
+    ),
+    SlaveField(
+        "ad_partner_oper_port_state", 8, "u16", "ad_partner_oper_port_state",
+        "ad_partner_oper_port_state",
+    ),
+)
+SLAVE_STATES = ("active", "backup")  # IFLA_BOND_SLAVE_STATE 0/1
+MII_STATES = ("up", "going_down", "down", "going_back")  # BOND_LINK_UP .. BOND_LINK_BACK
+
+# IFLA_BOND_AD_INFO nested attributes: (name, attribute, wire), 802.3ad only.
+AD_INFO_FIELDS: tuple[tuple[str, int, Wire], ...] = (
+    ("aggregator", 1, "u16"),
+    ("num_ports", 2, "u16"),
+    ("actor_key", 3, "u16"),
+    ("partner_key", 4, "u16"),
+    ("partner_mac", 5, "mac"),
+)
+IFLA_BOND_AD_INFO = 23
+
+
+def _index() -> dict[str, Option]:
+    by_any: dict[str, Option] = {}
+    for opt in _OPTIONS:
+        for key in (opt.name, opt.cni_key, opt.json_key, opt.ip or opt.name, *opt.aliases):
+            by_any.setdefault(key.lower(), opt)
+        by_any.setdefault(opt.name.replace("_", "-"), opt)
+    return by_any
+
+
+_BY_ANY_NAME = _index()
+
+
+def lookup(key: str) -> Option:
+    """The option for any of its spellings: kernel name, CNI key, ip keyword, JSON key, CLI."""
+    opt = _BY_ANY_NAME.get(key.strip().lower())
+    if opt is None:
+        suggestion = suggest(key)
+        hint = f" (did you mean {suggestion}?)" if suggestion else ""
+        raise ValidationError(f"unknown bonding option {key!r}{hint}")
+    return opt
+
+
+def suggest(key: str) -> str | None:
+    """The closest option name to a misspelled key, for warnings and errors."""
+    import difflib  # only on the error path
+
+    names = [opt.name for opt in _OPTIONS] + [opt.cni_key for opt in _OPTIONS]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def mode_number(mode: str) -> int:
+    return MODES.index(mode)
+
+
+def parse_options(raw: Mapping[str, object]) -> dict[str, Value]:
+    """Canonical {kernel name: value} for options given under any spelling."""
+    out: dict[str, Value] = {}
+    for key, value in raw.items():
+        opt = lookup(key)
+        if opt.name in out:
+            raise ValidationError(f"option {opt.name} is given twice (as {key!r})")
+        out[opt.name] = opt.parse(value)
+    return out
+
+
+_FORCED_MIIMON = 100  # BOND_DEFAULT_MIIMON, forced by modes that cannot use the ARP monitor
+
+
+def effective_miimon(mode: str, options: Mapping[str, Value]) -> int:
+    """The miimon the kernel ends up with (bond_option_mode_set forces 100 in 4, 5, 6)."""
+    if "miimon" in options:
+        return int(options["miimon"])  # type: ignore[arg-type]
+    if int(options.get("arp_interval", 0)) > 0:  # type: ignore[arg-type]
+        return 0
+    if mode_number(mode) not in _ARP_MODES:
+        return _FORCED_MIIMON
+    return int(OPTIONS["miimon"].default)  # type: ignore[arg-type]
+
+
+def check_combination(
+    mode: str,
+    options: Mapping[str, Value],
+    slaves: Iterable[str] | None = None,
+    changed: Iterable[str] | None = None,
+) -> None:
+    """Refuse combinations the kernel would refuse or silently bend, naming what and why.
+
+    `options` are canonical (from parse_options) and exclude "mode". For a live change,
+    `options` is the merged view and `changed` the keys being set: only those must suit
+    the mode (the kernel reports every option in every mode).
+    """
+    number = mode_number(mode)
+    for name in options if changed is None else changed:
+        opt = OPTIONS[name]
+        if number not in opt.modes:
+            raise ValidationError(
+                f"{name} is not supported in mode {mode}; it applies to: {opt.mode_names()}"
+            )
+    miimon = int(options.get("miimon", 0))  # type: ignore[arg-type]
+    arp_interval = int(options.get("arp_interval", 0))  # type: ignore[arg-type]
+    if miimon > 0 and arp_interval > 0:
+        raise ValidationError(
+            f"miimon ({miimon}) and arp_interval ({arp_interval}) exclude each other: "
+            "the bond uses either the MII or the ARP monitor"
+        )
+    effective = effective_miimon(mode, options)
+    for name in ("updelay", "downdelay", "peer_notif_delay"):
+        delay = int(options.get(name, 0))  # type: ignore[arg-type]
+        if delay == 0:
+            continue
+        if effective == 0:
+            raise ValidationError(f"{name} ({delay}) needs miimon > 0")
+        if delay % effective:
+            raise ValidationError(
+                f"{name} ({delay}) must be a multiple of miimon ({effective}); "
+                "the kernel would round it down"
+            )
+    for name in ("arp_ip_target", "ns_ip6_target"):
+        if options.get(name) and arp_interval == 0:
+            raise ValidationError(f"{name} needs arp_interval > 0 (the ARP monitor probes it)")
+    if slaves is not None:
+        members = set(slaves)
+        for name in ("primary", "active_slave"):
+            value = options.get(name)
+            if value and value not in members:
+                raise ValidationError(
+                    f"{name} {value!r} is not one of the bond's slaves "
+                    f"({', '.join(sorted(members)) or 'none'})"
+                )
+
+
+def check_mtu(raw: object, what: str = "mtu") -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ValidationError(f"{what}: expected an integer from {MIN_MTU} to {MAX_MTU}")
+    try:
+        mtu = int(raw)
+    except ValueError:
+        raise ValidationError(
+            f"{what}: invalid value {raw!r}: expected an integer from {MIN_MTU} to {MAX_MTU}"
+        ) from None
+    if not MIN_MTU <= mtu <= MAX_MTU:
+        raise ValidationError(
+            f"{what}: invalid value {mtu}: expected an integer from {MIN_MTU} to {MAX_MTU}"
+        )
+    return mtu
+
+
+def check_mac(raw: object, what: str = "mac") -> str:
+    try:
+        mac = parse_mac(raw)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{what}: invalid MAC address {raw!r}") from None
+    if is_multicast_mac(mac) or mac == "00:00:00:00:00:00":
+        raise ValidationError(f"{what}: {mac} is not a unicast MAC address")
+    return mac
