@@ -1,0 +1,66 @@
+"""Network namespace references: a name under /run/netns, a path, or None for our own."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from .errors import NotFoundError, ValidationError
+from .names import check_netns_name
+
+NETNS_RUN_DIR = "/run/netns"
+_NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs fd: which kind of namespace it is
+_CLONE_NEWNET = 0x40000000
+
+
+class Netns(NamedTuple):
+    """A resolved namespace. `name` is set when `ip -n NAME` can reach it."""
+
+    path: str | None  # None: the caller's own namespace
+    name: str | None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path or "(current)"
+
+
+CURRENT = Netns(None, None)
+
+
+def resolve(spec: str | Netns | None) -> Netns:
+    """Validate a namespace given as a name or a path; it must exist."""
+    if spec is None or isinstance(spec, Netns):
+        return spec or CURRENT
+    if not isinstance(spec, str):
+        raise ValidationError("network namespace must be a name or a path")
+    if "/" in spec:
+        if not os.path.isabs(spec) or "\0" in spec:
+            raise ValidationError(f"network namespace path {spec!r} must be absolute")
+        path = os.path.normpath(spec)
+        head, tail = os.path.split(path)
+        name = tail if head == NETNS_RUN_DIR else None
+    else:
+        name = check_netns_name(spec)
+        path = os.path.join(NETNS_RUN_DIR, name)
+    check_is_netns(path)
+    return Netns(path, name)
+
+
+def check_is_netns(path: str) -> None:
+    """Refuse a path that is not a network namespace before anything is done with it."""
+    import fcntl  # cheap, and only needed when a namespace is named
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise NotFoundError(f"network namespace {path} does not exist") from None
+    except OSError as exc:
+        raise NotFoundError(f"network namespace {path}: {exc.strerror}") from None
+    try:
+        kind = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError:
+        kind = -1  # not an nsfs file at all
+    finally:
+        os.close(fd)
+    if kind != _CLONE_NEWNET:
+        raise ValidationError(f"{path} is not a network namespace")

@@ -1,0 +1,321 @@
+"""Bond operations on top of any backend: plan, check, execute, read back, verify, undo.
+
+Every backend gets the same rules here: options it cannot carry are refused by name before
+anything changes; the bond is taken down or its slaves released only where the catalogue says
+the kernel needs it; every change is read back and compared; a failed create leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .backend import Backend
+from .errors import BondctlError, DriftError, NotFoundError, UnsupportedError, ValidationError
+from .model import BondSpec, BondState, Link, diff
+from .netns import Netns, resolve
+from .options import (
+    OPTIONS,
+    SLAVE_OPTIONS,
+    Value,
+    check_combination,
+    lookup,
+    mode_number,
+)
+from .steps import CreateBond, DeleteLink, SetBond, SetLink, SetSlave, Step
+
+
+def kernel_version() -> tuple[int, int]:
+    release = os.uname().release
+    major, _, rest = release.partition(".")
+    minor = "".join(c for c in rest.split(".")[0] if c.isdigit())
+    return int(major), int(minor or 0)
+
+
+def in_catalogue_order(options: Mapping[str, Value]) -> dict[str, Value]:
+    return {name: options[name] for name in OPTIONS if name in options}
+
+
+def check_supported(backend: type[Backend] | Backend, options: Iterable[str],
+                    slave_options: Iterable[str] = ()) -> None:
+    """Refuse, by name, any option this backend or this kernel cannot carry."""
+    running = kernel_version()
+    for name in options:
+        opt = OPTIONS[name]
+        if name != "mode" and name not in backend.options:
+            where = "netlink only" if opt.netlink_only else "not in this backend"
+            raise UnsupportedError(
+                f"backend {backend.name} cannot set {name} ({where}); choose another backend"
+            )
+        if running < opt.min_kernel:
+            raise UnsupportedError(
+                f"{name} needs Linux {opt.min_kernel[0]}.{opt.min_kernel[1]} or newer; "
+                f"this kernel is {os.uname().release}"
+            )
+    for name in slave_options:
+        if name not in backend.slave_options:
+            raise UnsupportedError(f"backend {backend.name} cannot set slave option {name}")
+
+
+@dataclass
+class Outcome:
+    """What an operation did: the bond as read back, and what a person should be told."""
+
+    state: BondState | None
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Bonds:
+    """Bond operations in one namespace through one backend."""
+
+    def __init__(self, backend: Backend, netns: str | Netns | None = None, *,
+                 dry_run: bool = False) -> None:
+        self.backend = backend
+        self.netns = resolve(netns)
+        self.dry_run = dry_run
+        self.planned: list[str] = []  # rendered steps, filled in dry-run mode
+
+    # -- reading ------------------------------------------------------------------------
+    def list(self) -> list[BondState]:
+        return self.backend.list_bonds(self.netns)
+
+    def show(self, name: str) -> BondState:
+        return self.backend.read(name, self.netns)
+
+    def _links(self) -> dict[str, Link]:
+        return {link.name: link for link in self.backend.links(self.netns)}
+
+    def _run(self, steps: Sequence[Step]) -> None:
+        if self.dry_run:
+            self.planned.extend(self.backend.render(steps, self.netns))
+        else:
+            self.backend.execute(steps, self.netns)
+
+    # -- create / delete ----------------------------------------------------------------
+    def create(self, spec: BondSpec) -> Outcome:
+        check_supported(self.backend, spec.options,
+                        {k for s in spec.slaves for k in s.options})
+        links = self._links()
+        if spec.name in links:
+            raise ValidationError(f"{spec.name} already exists in {self.netns.label}")
+        for slave in spec.slave_names:
+            _check_free(slave, links)
+        steps = plan_create(spec)
+        if self.dry_run:
+            self._run(steps)
+            return Outcome(None, steps)
+        try:
+            self._run(steps)
+            state = self.show(spec.name)
+            drifts = diff(spec, state)
+            if drifts:
+                raise DriftError(
+                    f"{spec.name} did not come out as asked: " + "; ".join(map(str, drifts))
+                )
+        except BondctlError:
+            self._undo_create(spec, links)
+            raise
+        return Outcome(state, steps)
+
+    def _undo_create(self, spec: BondSpec, before: Mapping[str, Link]) -> None:
+        """Remove what a failed create made and put the slaves back as they were."""
+        now = self._links()
+        undo: list[Step] = []
+        if spec.name in now:
+            undo += [SetLink(s, master="") for s in spec.slave_names
+                     if now.get(s) and now[s].master == spec.name]
+            undo.append(DeleteLink(spec.name))
+        for slave in spec.slave_names:
+            if slave in before and slave in now:
+                undo.append(SetLink(slave, up=before[slave].up))
+        for step in undo:
+            try:
+                self.backend.execute([step], self.netns)
+            except BondctlError:
+                continue  # undo goes on: one stuck link must not strand the others
+
+    def delete(self, name: str, *, slaves_up: bool = True) -> Outcome:
+        state = self.show(name)
+        steps: list[Step] = [SetLink(s, master="") for s in state.slave_names]
+        if slaves_up:
+            steps += [SetLink(s, up=True) for s in state.slave_names]
+        steps.append(DeleteLink(name))
+        self._run(steps)
+        return Outcome(None, steps)
+
+    # -- slaves -------------------------------------------------------------------------
+    def enslave(self, name: str, slaves: Sequence[str],
+                slave_options: Mapping[str, Mapping[str, object]] | None = None) -> Outcome:
+        state = self.show(name)
+        links = self._links()
+        for slave in slaves:
+            _check_free(slave, links)
+        parsed = {s: {SLAVE_OPTIONS[k].name: SLAVE_OPTIONS[k].parse(v) for k, v in o.items()}
+                  for s, o in (slave_options or {}).items()}
+        check_supported(self.backend, (), {k for o in parsed.values() for k in o})
+        steps: list[Step] = []
+        for slave in slaves:
+            steps += _enslave_steps(name, slave, parsed.get(slave, {}))
+        self._run(steps)
+        if self.dry_run:
+            return Outcome(state, steps)
+        after = self.show(name)
+        missing = [s for s in slaves if s not in after.slave_names]
+        if missing:
+            raise DriftError(f"{', '.join(missing)} did not join {name}")
+        return Outcome(after, steps)
+
+    def release(self, name: str, slaves: Sequence[str], *, up: bool = True) -> Outcome:
+        state = self.show(name)
+        strangers = [s for s in slaves if s not in state.slave_names]
+        if strangers:
+            raise NotFoundError(f"{', '.join(strangers)} is not a slave of {name}")
+        steps: list[Step] = [SetLink(s, master="") for s in slaves]
+        if up:
+            steps += [SetLink(s, up=True) for s in slaves]
+        self._run(steps)
+        return Outcome(None if self.dry_run else self.show(name), steps)
+
+    # -- live changes -------------------------------------------------------------------
+    def set_options(self, name: str, raw: Mapping[str, object]) -> Outcome:
+        """Change options on a live bond, disturbing it only as much as the kernel needs."""
+        state = self.show(name)
+        wanted: dict[str, Value] = {}
+        for key, value in raw.items():
+            opt = lookup(key)
+            wanted[opt.name] = opt.parse(value)
+        mode = str(wanted.pop("mode", state.mode))
+        changes = {k: v for k, v in wanted.items() if state.options.get(k) != v}
+        if mode != state.mode:
+            changes = {"mode": mode, **changes}
+        check_supported(self.backend, changes)
+        check_combination(mode, _merged_view(state.options, changes), state.slave_names,
+                          changed=[k for k in changes if k != "mode"])
+        outcome = Outcome(state)
+        if not changes:
+            outcome.notes.append(f"{name} already has these settings; nothing changed")
+            return outcome
+        steps, outcome.notes = plan_set(state, changes)
+        outcome.steps = steps
+        self._run(steps)
+        if self.dry_run:
+            return outcome
+        after = self.show(name)
+        outcome.state = after
+        wrong = [f"{k}: want {v!r}, have {_current(after, k)!r}" for k, v in changes.items()
+                 if k != "active_slave" and _current(after, k) != v]
+        if wrong:
+            raise DriftError(f"{name}: the kernel did not keep " + "; ".join(wrong))
+        return outcome
+
+    def failover(self, name: str, to: str | None = None) -> Outcome:
+        state = self.show(name)
+        if mode_number(state.mode) not in OPTIONS["active_slave"].modes:
+            raise ValidationError(
+                f"{name} is in mode {state.mode}; failover needs one of "
+                f"{OPTIONS['active_slave'].mode_names()}"
+            )
+        if to is None:
+            candidates = [s.name for s in state.slaves
+                          if s.name != state.active_slave and s.mii_status == "up"]
+            if not candidates:
+                raise NotFoundError(f"{name} has no other slave that is up")
+            to = candidates[0]
+        elif to not in state.slave_names:
+            raise NotFoundError(f"{to} is not a slave of {name}")
+        steps: list[Step] = [SetBond(name, {"active_slave": to})]
+        self._run(steps)
+        if self.dry_run:
+            return Outcome(state, steps)
+        after = self.show(name)
+        if after.active_slave != to:
+            raise DriftError(f"{name}: active slave is {after.active_slave}, not {to}")
+        return Outcome(after, steps, [f"{name}: active slave {state.active_slave} -> {to}"])
+
+
+def _current(state: BondState, name: str) -> Value | None:
+    return state.mode if name == "mode" else state.options.get(name)
+
+
+def _check_free(slave: str, links: Mapping[str, Link]) -> None:
+    link = links.get(slave)
+    if link is None:
+        raise NotFoundError(f"link {slave} does not exist")
+    if link.master:
+        raise ValidationError(f"link {slave} is already enslaved to {link.master}")
+    if link.kind == "bond":
+        raise ValidationError(f"link {slave} is itself a bond")
+
+
+def _merged_view(current: Mapping[str, Value], changes: Mapping[str, Value]) -> dict[str, Value]:
+    """The options as the kernel will hold them: switching monitors turns the other one off."""
+    merged = {**current, **changes}
+    if int(changes.get("arp_interval", 0)) > 0 and "miimon" not in changes:  # type: ignore[arg-type]
+        merged["miimon"] = 0
+    if int(changes.get("miimon", 0)) > 0 and "arp_interval" not in changes:  # type: ignore[arg-type]
+        merged["arp_interval"] = 0
+    merged.pop("mode", None)
+    return merged
+
+
+def _enslave_steps(bond: str, slave: str, options: Mapping[str, int]) -> list[Step]:
+    # A slave must be down to be enslaved (the kernel says EPERM otherwise), on every path.
+    steps: list[Step] = [SetLink(slave, up=False), SetLink(slave, master=bond)]
+    if options:
+        steps.append(SetSlave(slave, dict(options)))
+    steps.append(SetLink(slave, up=True))
+    return steps
+
+
+def plan_create(spec: BondSpec) -> list[Step]:
+    now = {k: v for k, v in spec.options.items() if not OPTIONS[k].after_slaves}
+    later = {k: v for k, v in spec.options.items() if OPTIONS[k].after_slaves}
+    steps: list[Step] = [CreateBond(spec.name, spec.mode, in_catalogue_order(now),
+                                    spec.mtu, spec.mac)]
+    for slave in spec.slaves:
+        steps += _enslave_steps(spec.name, slave.name, slave.options)
+    if spec.up:
+        steps.append(SetLink(spec.name, up=True))
+    if later:
+        # primary and active_slave name a slave: they take only once the slave is in and up.
+        steps.append(SetBond(spec.name, in_catalogue_order(later)))
+    return steps
+
+
+def plan_set(state: BondState, changes: Mapping[str, Value]) -> tuple[list[Step], list[str]]:
+    """Steps for a live change, with notes saying what had to be disturbed and why."""
+    ordered = in_catalogue_order(changes)
+    now = {k: v for k, v in ordered.items() if not OPTIONS[k].after_slaves}
+    later = {k: v for k, v in ordered.items() if OPTIONS[k].after_slaves}
+    release = [k for k in now if OPTIONS[k].no_slaves] if state.slaves else []
+    down = [k for k in now if OPTIONS[k].down] if state.up else []
+    notes: list[str] = []
+    steps: list[Step] = []
+    if release:
+        notes.append(f"{state.name}: slaves released and re-enslaved to change "
+                     f"{', '.join(release)} (the kernel needs a bond without slaves)")
+        steps += [SetLink(s, master="") for s in state.slave_names]
+    if down:
+        notes.append(f"{state.name}: taken down to change {', '.join(down)} "
+                     "(the kernel needs the bond down)")
+        steps.append(SetLink(state.name, up=False))
+    if now:
+        steps.append(SetBond(state.name, now))
+    if release:
+        for slave in state.slaves:
+            opts = {"queue_id": slave.queue_id} if slave.queue_id else {}
+            steps += _enslave_steps(state.name, slave.name, opts)
+    if down:
+        steps.append(SetLink(state.name, up=True))
+    if later:
+        steps.append(SetBond(state.name, later))
+    return steps, notes
+
+
+def spec_from_state(state: BondState, keys: Iterable[str]) -> BondSpec:
+    """A spec asking for exactly what `state` has for `keys`: used to compare two readers."""
+    return BondSpec.build(state.name, state.mode, {k: state.options[k] for k in keys},
+                          [s.name for s in state.slaves])
+

@@ -1,0 +1,68 @@
+"""Backend discovery: entry points, in-process plugins, blocking, selection."""
+
+import types
+
+import pytest
+
+from bondctl.backend import Availability
+from bondctl.backends.iproute2 import Iproute2Backend
+from bondctl.entrypoints import entry_points
+from bondctl.errors import BackendUnavailableError
+from bondctl.hookspecs import hookimpl
+from bondctl.registry import Registry
+
+
+class Fake(Iproute2Backend):
+    name = "fake"
+    priority = 99
+
+    @classmethod
+    def availability(cls):
+        return Availability(True, "always")
+
+
+def _plugin():
+    module = types.ModuleType("fake_plugin")
+
+    @hookimpl
+    def bondctl_register_backends(register):
+        register(Fake)
+
+    module.bondctl_register_backends = bondctl_register_backends
+    return module
+
+
+def test_builtins_come_through_entry_points():
+    names = {ep.name: ep for ep in entry_points("bondctl.backends")}
+    assert names["iproute2"].value == "bondctl.backends.iproute2"
+    info = Registry().backends()["iproute2"]
+    assert info.cls is Iproute2Backend and "entry point iproute2" in info.origin
+
+
+def test_entry_point_file_parsing(tmp_path):
+    dist = tmp_path / "thing-1.2.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text(
+        "[console_scripts]\nx = y:z\n\n[bondctl.backends]\nteam = bondctl_team.plugin\n")
+    found = entry_points("bondctl.backends", [str(tmp_path)])
+    assert [(e.name, e.value, e.dist, e.version) for e in found] == [
+        ("team", "bondctl_team.plugin", "thing", "1.2")]
+
+
+def test_in_process_plugin_is_selected_by_priority():
+    registry = Registry([_plugin()])
+    assert isinstance(registry.select(), Fake)
+    assert registry.backends()["fake"].origin == "registered in-process"
+
+
+def test_blocking_by_environment(monkeypatch):
+    monkeypatch.setenv("BONDCTL_DISABLE_PLUGINS", "iproute2")
+    assert "iproute2" not in Registry().backends()
+    monkeypatch.delenv("BONDCTL_DISABLE_PLUGINS")
+    monkeypatch.setenv("BONDCTL_PLUGINS", "nothing")
+    assert Registry().backends() == {}
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(BackendUnavailableError, match="no backend named 'nope'; installed"):
+        Registry().select("nope")
