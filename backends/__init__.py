@@ -1,0 +1,1 @@
+"""bondctl's built-in backends, installed as bondctl.backends (see pyproject.toml)."""
