@@ -16,7 +16,7 @@ from typing import Any
 
 from bondctl.backend import Availability, Backend, StepError
 from bondctl.errors import KernelError
-from bondctl.hookspecs import hookimpl
+from bondctl.markers import hookimpl
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.netns import Netns
 from bondctl.options import OPTIONS, SLAVE_OPTIONS, Value

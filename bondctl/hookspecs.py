@@ -18,7 +18,7 @@ PROJECT = "bondctl"
 ENTRY_POINT_GROUP = "bondctl.backends"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)  # for plugins; built-ins use bondctl.markers.hookimpl
 
 
 @hookspec

@@ -8,8 +8,8 @@ the single comparison behind "apply, then verify", `bondctl check` and CNI CHECK
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .errors import ValidationError
 from .names import check_ifname
@@ -25,15 +25,16 @@ from .options import (
     parse_options,
 )
 
+# NamedTuple, not dataclasses: dataclasses pulls in inspect, about 10 ms on the CNI path.
+_NO_OPTIONS: Mapping[str, int] = MappingProxyType({})
 
-@dataclass(frozen=True)
-class SlaveSpec:
+
+class SlaveSpec(NamedTuple):
     name: str
-    options: Mapping[str, int] = field(default_factory=dict)  # per-slave: queue_id, prio
+    options: Mapping[str, int] = _NO_OPTIONS  # per-slave: queue_id, prio
 
 
-@dataclass(frozen=True)
-class BondSpec:
+class BondSpec(NamedTuple):
     name: str
     mode: str
     options: Mapping[str, Value]  # canonical, keyed by kernel name, without "mode"
@@ -117,12 +118,11 @@ def _with_slave_options(
     return SlaveSpec(slave.name, merged)
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     """Any network interface, as much as bondctl needs to know to move and restore it."""
 
     name: str
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: ifindex
     mtu: int
     mac: str
     up: bool  # administratively (IFF_UP)
@@ -134,8 +134,7 @@ class Link:
     tx_bytes: int = 0
 
 
-@dataclass(frozen=True)
-class SlaveState:
+class SlaveState(NamedTuple):
     name: str
     state: str  # "active" or "backup"
     mii_status: str  # "up", "down", "going_down", "going_back"
@@ -150,8 +149,7 @@ class SlaveState:
     mac: str = ""
 
 
-@dataclass(frozen=True)
-class BondState:
+class BondState(NamedTuple):
     name: str
     mode: str
     options: Mapping[str, Value]  # every option the reader saw, canonical, without "mode"
@@ -160,7 +158,7 @@ class BondState:
     operstate: str
     mtu: int
     mac: str
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # the ifindex, shadowing tuple.index
     ad_info: Mapping[str, Value] | None = None
     netns: str | None = None
 
@@ -188,12 +186,11 @@ class BondState:
             "options": {k: list(v) if isinstance(v, tuple) else v
                         for k, v in sorted(self.options.items())},
             "ad_info": dict(self.ad_info) if self.ad_info else None,
-            "slaves": [vars(s).copy() for s in self.slaves],
+            "slaves": [s._asdict() for s in self.slaves],
         }
 
 
-@dataclass(frozen=True)
-class Drift:
+class Drift(NamedTuple):
     """One difference between spec and state: `what` names the field, as a person reads it."""
 
     what: str

@@ -66,3 +66,19 @@ def test_blocking_by_environment(monkeypatch):
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(BackendUnavailableError, match="no backend named 'nope'; installed"):
         Registry().select("nope")
+
+
+def test_light_marker_matches_pluggys():
+    import pluggy
+
+    from bondctl import markers
+
+    def a(register):
+        pass
+
+    def b(register):
+        pass
+
+    pluggy.HookimplMarker("bondctl")(a)
+    markers.hookimpl(b)
+    assert a.bondctl_impl == b.bondctl_impl
