@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian 12 machine (as root) to develop and test bondctl.
+# Idempotent and fast on a machine that is already set up: re-run it freely.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+# podman and friends are for the CNI end-to-end tests, which run inside User-Mode Linux:
+# the host kernel has no bonding driver, UML's has.
+packages=(
+    iproute2 user-mode-linux kmod
+    podman crun conmon containernetworking-plugins golang-github-containers-common
+    busybox-static uidmap libteam-utils
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# modprobe -d /usr/lib/uml looks in /usr/lib/uml/lib/modules/$(uname -r); the package ships
+# the modules in /usr/lib/uml/modules/VERSION.
+if [[ -d /usr/lib/uml/modules ]]; then
+    mkdir -p /usr/lib/uml/lib/modules
+    for dir in /usr/lib/uml/modules/*/; do
+        version=$(basename "$dir")
+        [[ -e /usr/lib/uml/lib/modules/$version ]] || ln -s "${dir%/}" "/usr/lib/uml/lib/modules/$version"
+    done
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv
+fi
+# Reinstall only when the declared dependencies changed: pip is slow even as a no-op.
+stamp=.venv/.bondctl-setup-stamp
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -f $stamp || $(<"$stamp") != "$want" ]]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    echo "$want" >"$stamp"
+fi
