@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from .backend import Backend
 from .errors import BondctlError, DriftError, NotFoundError, UnsupportedError, ValidationError
@@ -39,8 +38,11 @@ def in_catalogue_order(options: Mapping[str, Value]) -> dict[str, Value]:
 
 def check_supported(backend: type[Backend] | Backend, options: Iterable[str],
                     slave_options: Iterable[str] = ()) -> None:
-    """Refuse, by name, any option this backend or this kernel cannot carry."""
-    running = kernel_version()
+    """Refuse, by name, any option this backend cannot carry.
+
+    The kernel version is not consulted: distributions backport options, and a kernel that
+    silently ignores an attribute is caught by the read-back that follows every change.
+    """
     for name in options:
         opt = OPTIONS[name]
         if name != "mode" and name not in backend.options:
@@ -48,23 +50,19 @@ def check_supported(backend: type[Backend] | Backend, options: Iterable[str],
             raise UnsupportedError(
                 f"backend {backend.name} cannot set {name} ({where}); choose another backend"
             )
-        if running < opt.min_kernel:
-            raise UnsupportedError(
-                f"{name} needs Linux {opt.min_kernel[0]}.{opt.min_kernel[1]} or newer; "
-                f"this kernel is {os.uname().release}"
-            )
     for name in slave_options:
         if name not in backend.slave_options:
             raise UnsupportedError(f"backend {backend.name} cannot set slave option {name}")
 
 
-@dataclass
 class Outcome:
     """What an operation did: the bond as read back, and what a person should be told."""
 
-    state: BondState | None
-    steps: list[Step] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, state: BondState | None, steps: list[Step] | None = None,
+                 notes: list[str] | None = None) -> None:
+        self.state = state
+        self.steps = steps or []
+        self.notes = notes or []
 
 
 class Bonds:

@@ -67,6 +67,11 @@ class Option(NamedTuple):
     after_slaves: bool = False  # names a slave: set once the slaves are in
     min_kernel: tuple[int, int] = (0, 0)
     aliases: tuple[str, ...] = ()  # other names people and tools use for it
+    ifla_suffix: str = ""  # IFLA_BOND_<suffix> where the kernel's header spells it otherwise
+
+    @property
+    def ifla_name(self) -> str:
+        return "IFLA_BOND_" + (self.ifla_suffix or self.name.upper())
 
     @property
     def netlink_only(self) -> bool:
@@ -296,6 +301,7 @@ _OPTIONS: tuple[Option, ...] = (
         "after a failover.", 16, "u8", "num_peer_notif", "numGratArp", "num_grat_arp",
         "num_grat_arp", maximum=255, effective=_ACTIVE_MODES,
         aliases=("num_unsol_na", "num_peer_notif"),
+        ifla_suffix="NUM_PEER_NOTIF",
     ),
     Option(
         "all_slaves_active", "flag", 0, "Deliver duplicate frames received on inactive slaves.",
@@ -322,6 +328,7 @@ _OPTIONS: tuple[Option, ...] = (
         "fast (1 s).", 21, "u8", "ad_lacp_rate", "lacpRate", "lacp_rate", "lacp_rate",
         choices=("slow", "fast"), modes=frozenset({LACP}), effective=frozenset({LACP}),
         down=True,
+        ifla_suffix="AD_LACP_RATE",
     ),
     Option(
         "ad_select", "enum", "stable", "802.3ad aggregator selection logic.", 22, "u8",
@@ -359,11 +366,13 @@ _OPTIONS: tuple[Option, ...] = (
         "lacp_active", "flag", 1, "Send LACPDUs periodically (1) or only when spoken to (0).",
         29, "u8", "ad_lacp_active", "lacpActive", "lacp_active", "lacp_active",
         modes=frozenset({LACP}), effective=frozenset({LACP}), down=True,
+        ifla_suffix="AD_LACP_ACTIVE",
     ),
     Option(
         "arp_missed_max", "int", 2, "Missed ARP intervals before a slave is down.", 30, "u8",
         "arp_missed_max", "arpMissedMax", "arp_missed_max", "arp_missed_max", minimum=1,
         maximum=255, modes=_ARP_MODES, effective=_ARP_MODES, aliases=("missed_max",),
+        ifla_suffix="MISSED_MAX",
     ),
     Option(
         "ns_ip6_target", "ipv6list", (), "IPv6 addresses the ARP/NS monitor probes.", 31,
@@ -373,7 +382,10 @@ _OPTIONS: tuple[Option, ...] = (
     Option(
         "coupled_control", "flag", 1, "802.3ad coupled control of the collecting and "
         "distributing states.", 32, "u8", "coupled_control", "coupledControl",
-        "coupled_control", None, modes=frozenset({LACP}), effective=frozenset({LACP}),
+        # No ip keyword before iproute2 6.10 (Debian 12 has 6.1) and no sysfs file: netlink
+        # only. Upstream since 6.9, backported by some distributions (Debian's 6.1 has it):
+        # the read-back after every change, not this version, decides whether it took.
+        None, None, modes=frozenset({LACP}), effective=frozenset({LACP}),
         down=True, min_kernel=(6, 9),
     ),
 )
