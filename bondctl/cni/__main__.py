@@ -1,0 +1,96 @@
+"""The `bond` CNI plugin executable: dispatch on CNI_COMMAND, print the result or the error.
+
+Kept lean: VERSION imports nothing beyond json, and the other commands import backends only
+when they change something (podman calls VERSION on every plugin for every command).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from .versions import LATEST, SUPPORTED_VERSIONS
+
+
+def _print(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, indent=4) + "\n")
+    sys.stdout.flush()
+
+
+def _requested_version(stdin: bytes) -> str:
+    """The cniVersion of the config, if it is one we speak: errors are reported in it."""
+    try:
+        obj = json.loads(stdin)
+    except (ValueError, UnicodeDecodeError):
+        return LATEST
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key.lower() == "cniversion" and value in SUPPORTED_VERSIONS:
+                return str(value)
+    return LATEST
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin is None or sys.stdin.isatty():
+        return b""
+    return sys.stdin.buffer.read()
+
+
+def version_info(stdin: bytes) -> dict[str, Any]:
+    return {"cniVersion": _requested_version(stdin), "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+def _error(version: str, code: int, msg: str, details: str = "") -> int:
+    _print({"cniVersion": version, "code": code, "msg": msg, "details": details})
+    return 1
+
+
+def main() -> int:
+    stdin = _read_stdin()
+    if os.environ.get("CNI_COMMAND") == "VERSION":
+        _print(version_info(stdin))
+        return 0
+    version = _requested_version(stdin)
+    try:
+        from .log import log
+
+        try:
+            return _run(stdin, log)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            from .errors import cni_code
+
+            msg = getattr(exc, "msg", None) or f"internal error: {type(exc).__name__}: {exc}"
+            if not hasattr(exc, "msg"):
+                import traceback  # to the log only: stdout carries the error JSON
+
+                log.error("".join(traceback.format_exception(exc)).rstrip())
+            log.error(f"{os.environ.get('CNI_COMMAND')} failed: {msg}")
+            return _error(version, cni_code(exc), msg, str(getattr(exc, "details", "") or ""))
+    except KeyboardInterrupt:
+        return _error(version, 100, "interrupted")
+
+
+def _run(stdin: bytes, log: Any) -> int:
+    from .config import parse_config
+    from .env import read_env
+
+    env = read_env()
+    conf = parse_config(stdin)
+    log.configure(conf.log_file, conf.log_level,
+                  f"{env.command} {env.container_id or '-'}/{env.ifname or '-'}")
+    for warning in conf.warnings:
+        log.warning(warning)
+    from .plugin import run
+
+    result = run(env, conf)
+    if result is not None:
+        _print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

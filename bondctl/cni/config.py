@@ -1,0 +1,282 @@
+"""The network configuration on stdin, parsed into a NetConf.
+
+Keys match case-insensitively, as Go's encoding/json matches them for bond-cni; unknown keys
+are ignored, with a warning when one looks like a misspelt bond option. Bond options are read
+by their catalogue key (Option.cni_key): no option list lives here. Parsing keeps what DEL needs
+lenient (a DEL follows even an ADD that failed on a bad value); `bond_spec` validates the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from ..errors import ValidationError
+from ..names import check_ifname
+from ..options import MODE, OPTIONS, SLAVE_OPTIONS, check_mtu, lookup, suggest
+from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
+from .log import LEVELS
+from .versions import SUPPORTED_VERSIONS
+
+DEFAULT_STATE_DIR = "/var/lib/cni/bond"
+MIN_LINKS = 2  # bond-cni's rule: a bond of one link protects nothing
+VALID_ATTACHMENTS = "cni.dev/valid-attachments"
+
+_OPTION_KEYS = {opt.cni_key.lower(): opt.name for opt in OPTIONS.values() if opt.name != "mode"}
+_SLAVE_KEYS = {
+    key.lower(): opt.name for opt in SLAVE_OPTIONS.values() for key in (opt.cni_key, opt.name)
+}
+_KNOWN_KEYS = frozenset({
+    "cniversion", "name", "type", "mode", "links", "linksincontainer", "mtu", "ipam", "dns",
+    "backend", "logfile", "loglevel", "statedir", "prevresult", "runtimeconfig", "args",
+    "capabilities", VALID_ATTACHMENTS, "ifname", "cniversions",
+})
+
+
+class LinkConf(NamedTuple):
+    name: str
+    options: dict[str, object]  # per-slave options by catalogue name, raw
+
+
+class NetConf(NamedTuple):
+    cni_version: str
+    name: str
+    type: str
+    mode: object  # raw; None when missing
+    options: dict[str, tuple[str, object]]  # catalogue name -> (key as given, raw value)
+    links: tuple[LinkConf, ...]
+    links_raw: object  # as given, for the error messages of bond_spec
+    links_in_container: bool
+    mtu: object  # raw
+    ipam: dict[str, Any] | None
+    dns: dict[str, Any] | None
+    prev_result: dict[str, Any] | None
+    backend: str | None
+    log_file: str | None
+    log_level: str | None
+    state_dir: str
+    valid_attachments: tuple[tuple[str, str], ...] | None  # GC only
+    raw: bytes  # exactly what came on stdin: delegated plugins get the same bytes
+    warnings: tuple[str, ...]
+
+    @property
+    def ipam_type(self) -> str | None:
+        return str(self.ipam["type"]) if self.ipam else None
+
+
+def _fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys folded to lower case; an exact-case key wins over a folded one, as in Go."""
+    folded: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key.lower() not in folded or key == key.lower():
+            folded[key.lower()] = value
+    return folded
+
+
+def _error(field: str, msg: str) -> CniError:
+    return CniError(INVALID_CONFIG, f"{field}: {msg}")
+
+
+def _optional_str(fields: Mapping[str, Any], key: str, field: str) -> str | None:
+    value = fields.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _error(field, f"expected a string, got {json.dumps(value)}")
+    return value
+
+
+def _absolute(path: str | None, field: str) -> str | None:
+    if path is not None and (not os.path.isabs(path) or "\0" in path):
+        raise _error(field, f"{path!r} must be an absolute path")
+    return path
+
+
+def _object(fields: Mapping[str, Any], key: str, field: str) -> dict[str, Any] | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _error(field, "expected a JSON object")
+    return value
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CniError(DECODE_FAILURE, f"network configuration is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CniError(DECODE_FAILURE, "network configuration must be a JSON object")
+    return obj
+
+
+def check_version(version: object) -> str:
+    if not isinstance(version, str) or not version:
+        raise CniError(INCOMPATIBLE_VERSION, "cniVersion is missing; supported: "
+                       + ", ".join(SUPPORTED_VERSIONS))
+    if version not in SUPPORTED_VERSIONS:
+        raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {version!r} is not supported; "
+                       f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+    return version
+
+
+def parse_config(raw: bytes) -> NetConf:
+    """Decode and check what every command needs; bond options stay raw (see bond_spec)."""
+    obj = decode(raw)
+    fields = _fields(obj)
+    version = check_version(fields.get("cniversion"))
+    name = fields.get("name")
+    if not isinstance(name, str) or not name:
+        raise _error("name", "the network name is required")
+    warnings: list[str] = []
+    options: dict[str, tuple[str, object]] = {}
+    for key, value in obj.items():
+        option = _OPTION_KEYS.get(key.lower())
+        if option is not None:
+            options[option] = (key, value)
+        elif key.lower() not in _KNOWN_KEYS:
+            close = suggest(key)
+            if close:
+                hint = lookup(close).cni_key
+                warnings.append(f"unknown key {key!r} ignored; did you mean {hint!r}?")
+    links_raw = fields.get("links")
+    links_in_container = fields.get("linksincontainer", False)
+    if not isinstance(links_in_container, bool):
+        raise _error("linksInContainer", "expected true or false")
+    ipam = _object(fields, "ipam", "ipam")
+    if ipam is not None:
+        ipam = _check_ipam(ipam)
+    level = _optional_str(fields, "loglevel", "logLevel")
+    if level is not None and level.lower() not in LEVELS:
+        raise _error("logLevel", f"{level!r} is not one of {', '.join(LEVELS)}")
+    return NetConf(
+        cni_version=version,
+        name=name,
+        type=str(fields.get("type") or "bond"),
+        mode=fields.get("mode"),
+        options=options,
+        links=_links(links_raw, warnings),
+        links_raw=links_raw,
+        links_in_container=links_in_container,
+        mtu=fields.get("mtu"),
+        ipam=ipam,
+        dns=_object(fields, "dns", "dns"),
+        prev_result=_object(fields, "prevresult", "prevResult"),
+        backend=_optional_str(fields, "backend", "backend"),
+        log_file=_absolute(_optional_str(fields, "logfile", "logFile"), "logFile"),
+        log_level=level,
+        state_dir=_absolute(_optional_str(fields, "statedir", "stateDir"), "stateDir")
+        or DEFAULT_STATE_DIR,
+        valid_attachments=_attachments(fields.get(VALID_ATTACHMENTS)),
+        raw=raw,
+        warnings=tuple(warnings),
+    )
+
+
+def _check_ipam(ipam: dict[str, Any]) -> dict[str, Any] | None:
+    kind = _fields(ipam).get("type")
+    if kind in (None, ""):
+        if ipam:
+            raise _error("ipam.type", "required when ipam is given")
+        return None  # "ipam": {} means none, as in bond-cni
+    if not isinstance(kind, str):
+        raise _error("ipam.type", "expected a string")
+    if kind == "bond":
+        raise _error("ipam.type", "bond is not an IPAM plugin")
+    # The type names a file in a CNI_PATH directory: a plain file name only.
+    if "/" in kind or kind in (".", "..") or "\0" in kind:
+        raise _error("ipam.type", f"{kind!r} is not a plugin name")
+    return {**ipam, "type": kind}
+
+
+def _links(raw: object, warnings: list[str]) -> tuple[LinkConf, ...]:
+    """Link names as far as they can be read; bond_spec reports what is wrong with them."""
+    if not isinstance(raw, list):
+        return ()
+    out: list[LinkConf] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        fields = _fields(item)
+        name = fields.get("name")
+        if not isinstance(name, str):
+            continue
+        options: dict[str, object] = {}
+        for key, value in item.items():
+            if key.lower() == "name":
+                continue
+            option = _SLAVE_KEYS.get(key.lower())
+            if option is None:
+                warnings.append(f"links[{name}]: unknown key {key!r} ignored (known: "
+                                f"{', '.join(o.cni_key for o in SLAVE_OPTIONS.values())})")
+                continue
+            options[option] = value
+        out.append(LinkConf(name, options))
+    return tuple(out)
+
+
+def _attachments(raw: object) -> tuple[tuple[str, str], ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise _error(VALID_ATTACHMENTS, "expected a list")
+    out = []
+    for item in raw:
+        fields = _fields(item) if isinstance(item, dict) else {}
+        cid, ifname = fields.get("containerid"), fields.get("ifname")
+        if not isinstance(cid, str) or not isinstance(ifname, str):
+            raise _error(VALID_ATTACHMENTS, "each entry needs containerID and ifname strings")
+        out.append((cid, ifname))
+    return tuple(out)
+
+
+def bond_spec(conf: NetConf, ifname: str) -> Any:
+    """The BondSpec for ADD and CHECK: every value checked, errors naming the config key."""
+    from ..model import BondSpec  # dataclasses: only when a bond is built or checked
+
+    if conf.mode is None or conf.mode == "":
+        raise _error("mode", f"required; one of {', '.join(MODE.choices)}")
+    if not isinstance(conf.links_raw, list):
+        raise _error("links", 'required: a list of {"name": ...} objects')
+    for index, item in enumerate(conf.links_raw):
+        name = _fields(item).get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise _error(f"links[{index}]", 'expected an object with a "name" string')
+        _named("links[].name", check_ifname, name)
+    if len(conf.links) < MIN_LINKS:
+        raise _error("links", f"at least {MIN_LINKS} links are needed, got {len(conf.links)} "
+                     "(bond-cni's rule, kept for compatibility)")
+    options: dict[str, object] = {}
+    for option, (key, value) in conf.options.items():
+        try:
+            options[option] = OPTIONS[option].parse(value)
+        except ValidationError as exc:
+            raise _error(key, exc.msg.removeprefix(f"{option}: ")) from None
+    mtu = None if conf.mtu in (None, 0) else _named("mtu", check_mtu, conf.mtu)
+    try:
+        return BondSpec.build(
+            ifname, _named("mode", MODE.parse, conf.mode), options,
+            [link.name for link in conf.links], mtu=mtu,
+            slave_options={link.name: link.options for link in conf.links if link.options},
+        )
+    except ValidationError as exc:
+        raise CniError(INVALID_CONFIG, _with_cni_key(exc.msg)) from None
+
+
+def _named(field: str, check: Any, value: object) -> Any:
+    try:
+        return check(value)
+    except ValidationError as exc:
+        msg = exc.msg.removeprefix(f"{field}: ")
+        raise _error(field, msg) from None
+
+
+def _with_cni_key(msg: str) -> str:
+    """Catalogue messages name the kernel option; a CNI user wrote the camelCase key."""
+    for opt in OPTIONS.values():
+        if msg.startswith((f"{opt.name} ", f"{opt.name}:")) and opt.cni_key != opt.name:
+            return f"{opt.cni_key}: {msg}"
+    return msg

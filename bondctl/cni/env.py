@@ -1,0 +1,76 @@
+"""The CNI_* environment, validated exactly as SPEC.md asks, before anything else happens."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from ..errors import ValidationError
+from ..names import check_ifname
+from .errors import INVALID_ENV, CniError
+
+COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
+_ATTACHMENT = ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH")
+# What each command cannot do without; DEL may come after the namespace is gone.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "ADD": _ATTACHMENT,
+    "CHECK": _ATTACHMENT,
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"),
+    "GC": ("CNI_PATH",),
+    "STATUS": ("CNI_PATH",),
+    "VERSION": (),
+}
+CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+
+
+class CniEnv(NamedTuple):
+    command: str
+    container_id: str  # "" when the command does not take one
+    netns: str  # "" when not given (DEL, GC, STATUS)
+    ifname: str
+    args: dict[str, str]
+    path: tuple[str, ...]
+
+
+def read_env(environ: Mapping[str, str] = os.environ) -> CniEnv:
+    """The validated environment, or CniError code 4 naming the variable."""
+    command = environ.get("CNI_COMMAND", "")
+    if not command:
+        raise CniError(INVALID_ENV, "CNI_COMMAND is not set")
+    if command not in REQUIRED:
+        raise CniError(INVALID_ENV, f"CNI_COMMAND {command!r} is not one of {', '.join(COMMANDS)}")
+    missing = [var for var in REQUIRED[command] if not environ.get(var)]
+    if missing:
+        raise CniError(INVALID_ENV, f"{command} needs {', '.join(missing)}, which "
+                       f"{'is' if len(missing) == 1 else 'are'} not set")
+    container_id = environ.get("CNI_CONTAINERID", "")
+    if container_id and not CONTAINER_ID.match(container_id):
+        raise CniError(INVALID_ENV, f"CNI_CONTAINERID {container_id!r} must match "
+                       f"{CONTAINER_ID.pattern}")
+    ifname = environ.get("CNI_IFNAME", "")
+    if ifname:
+        try:
+            check_ifname(ifname, "CNI_IFNAME")
+        except ValidationError as exc:
+            raise CniError(INVALID_ENV, exc.msg) from None
+    netns = environ.get("CNI_NETNS", "")
+    if netns and (not netns.startswith("/") or "\0" in netns):
+        raise CniError(INVALID_ENV, f"CNI_NETNS {netns!r} must be an absolute path")
+    path = tuple(p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p)
+    return CniEnv(command, container_id, netns, ifname,
+                  parse_args(environ.get("CNI_ARGS", "")), path)
+
+
+def parse_args(raw: str) -> dict[str, str]:
+    """CNI_ARGS "K=V;K2=V2" as a dict."""
+    args: dict[str, str] = {}
+    for pair in raw.split(";"):
+        if not pair:
+            continue
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise CniError(INVALID_ENV, f"CNI_ARGS: {pair!r} is not KEY=VALUE")
+        args[key] = value
+    return args

@@ -1,0 +1,172 @@
+"""Helpers for the CNI plugin's kernel tests: the plugin runs as a real subprocess inside a
+throw-away "host" namespace, against a throw-away "pod" namespace, and everything is read back
+with `ip -j -d` independently of the plugin. No tests here (pytest collects none)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PLUGIN = [sys.executable, "-m", "bondctl.cni"]
+CNI_BIN = "/usr/lib/cni"
+STATE_ROOT = Path("/var/lib/cni")  # a tmpfs inside User-Mode Linux
+
+
+@dataclass
+class Call:
+    rc: int
+    out: dict[str, Any]
+    stderr: str
+
+    @property
+    def code(self) -> int | None:
+        return self.out.get("code")
+
+
+def link_facts(ns, name: str) -> dict[str, Any] | None:
+    """What the plugin must restore: name, MTU, MAC, admin state, no master."""
+    link = ns.link(name)
+    if link is None:
+        return None
+    return {"name": link["ifname"], "mtu": link["mtu"], "mac": link["address"],
+            "up": "UP" in link["flags"], "master": link.get("master")}
+
+
+@dataclass
+class Env:
+    """One test's world: host and pod namespaces, a state dir, a host-local data dir."""
+
+    host: Any
+    pod: Any
+    state_dir: Path
+    ipam_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def conf(self, links: list[str], *, ipam: bool = False, version: str = "1.0.0",
+             **keys: Any) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "cniVersion": version, "name": "bondnet", "type": "bond",
+            "mode": "active-backup", "miimon": "100",
+            "links": [{"name": n} for n in links], "stateDir": str(self.state_dir),
+            "logLevel": "debug",
+        }
+        if ipam:
+            conf["ipam"] = self.host_local()
+        conf.update(keys)
+        return conf
+
+    def host_local(self, subnet: str = "10.56.217.0/24") -> dict[str, Any]:
+        return {"type": "host-local", "subnet": subnet, "gateway": subnet.rsplit(".", 1)[0]
+                + ".1", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.ipam_dir)}
+
+    def call(self, command: str, conf: dict[str, Any] | bytes | str, *, ifname: str = "bond0",
+             cid: str = "ctr1", netns: str | None = None, env: dict[str, str] | None = None,
+             path: str = CNI_BIN) -> Call:
+        variables = {**os.environ, **self.extra_env, "CNI_COMMAND": command,
+                     "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname, "CNI_PATH": path,
+                     "CNI_NETNS": str(self.pod.path) if netns is None else netns}
+        variables.update(env or {})
+        if variables["CNI_NETNS"] == "":
+            del variables["CNI_NETNS"]
+        stdin = conf if isinstance(conf, bytes | str) else json.dumps(conf)
+        proc = self.host.run(*PLUGIN, input=stdin if isinstance(stdin, str) else
+                             stdin.decode(), env=variables, check=False)
+        try:
+            out = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        except ValueError:
+            pytest.fail(f"plugin stdout is not JSON: {proc.stdout!r}\n{proc.stderr}")
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return Call(proc.returncode, out, proc.stderr)
+
+    def ok(self, command: str, conf: Any, **kwargs: Any) -> dict[str, Any]:
+        call = self.call(command, conf, **kwargs)
+        assert call.rc == 0, f"{command} failed: {call.out}\n{call.stderr}"
+        return call.out
+
+    def fails(self, command: str, conf: Any, code: int | None = None, **kwargs: Any) -> Call:
+        call = self.call(command, conf, **kwargs)
+        assert call.rc != 0, f"{command} succeeded but should not: {call.out}"
+        assert set(call.out) == {"cniVersion", "code", "msg", "details"}, call.out
+        if code is not None:
+            assert call.code == code, call.out
+        return call
+
+    # -- reading back ----------------------------------------------------------------------
+    def bond(self, name: str = "bond0") -> dict[str, Any]:
+        link = self.pod.link(name)
+        assert link is not None, f"{name} is not in the pod"
+        assert link["linkinfo"]["info_kind"] == "bond"
+        return link
+
+    def records(self) -> list[str]:
+        if not self.state_dir.exists():
+            return []
+        return sorted(p.name for p in self.state_dir.iterdir() if p.name.endswith(".json"))
+
+    def leases(self) -> list[str]:
+        """host-local's reserved addresses (its lock and last-reserved files aside)."""
+        found = []
+        for path in self.ipam_dir.rglob("*"):
+            if path.is_file() and path.name != "lock" and not path.name.startswith(
+                    "last_reserved_ip"):
+                found.append(path.name)
+        return sorted(found)
+
+    def snapshot(self, ns: Any, names: list[str]) -> dict[str, Any]:
+        return {name: link_facts(ns, name) for name in names}
+
+    def assert_nothing_left(self, before: dict[str, Any], *, in_pod: bool = False,
+                            bond: str = "bond0") -> None:
+        """The one "nothing left" check: no bond, links as they were, no lease, no record."""
+        assert self.pod.link(bond) is None, f"{bond} is still in the pod"
+        where = self.pod if in_pod else self.host
+        assert self.snapshot(where, list(before)) == before
+        if not in_pod:
+            for name in before:
+                assert self.pod.link(name) is None, f"{name} stayed in the pod"
+        assert self.leases() == []
+        assert self.records() == []
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        shutil.rmtree(self.ipam_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cni(make_netns) -> Any:
+    token = secrets.token_hex(4)
+    world = Env(make_netns("host"), make_netns("pod"), STATE_ROOT / f"bond-test-{token}",
+                STATE_ROOT / f"ipam-test-{token}")
+    yield world
+    world.cleanup()
+
+
+def host_links(cni: Env, make_links, n: int = 2, *, up: bool = True, mtu: int | None = None,
+               prefix: str = "eth") -> list[str]:
+    """veth links in the host namespace, with distinct MTU/MAC/state to restore."""
+    names = make_links(cni.host, n, prefix=prefix)
+    for i, name in enumerate(names):
+        args = ["link", "set", "dev", name, "address", f"02:00:00:00:{i + 1:02x}:01"]
+        if mtu is not None:
+            args += ["mtu", str(mtu)]
+        cni.host.ip(*args)
+        if up:
+            cni.host.ip("link", "set", "dev", name, "up")
+    return names
+
+
+def pod_links(cni: Env, make_links, n: int = 2, *, kind: str = "dummy",
+              prefix: str = "net") -> list[str]:
+    """Links already in the pod (Multus + SR-IOV style), named net1, net2, ... as bond-cni's
+    own tests do."""
+    names = [f"{prefix}{i + 1}" for i in range(n)]
+    cni.pod.batch(f"link add {name} type {kind}" for name in names)
+    return names
