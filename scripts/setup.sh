@@ -50,6 +50,10 @@ if [[ ! -f $stamp || $(<"$stamp") != "$want" ]]; then
     echo "$want" >"$stamp"
 fi
 
+# The example third-party plugin (plugins/bondctl-pyroute2) joins the conformance suite, and its
+# isolated-install test needs the wheels cached: UML has no network.
+bash scripts/plugins.sh
+
 # The self-contained bond plugin for /opt/cni/bin (a no-op when it is up to date); the kernel
 # suite installs it and drives it through podman inside User-Mode Linux.
 bash packaging/build-artifact.sh
