@@ -1,0 +1,311 @@
+"""The typer application: global options and every command's arguments.
+
+Command bodies import what they need when they run: `bondctl --help` loads only typer, the
+catalogue and this module (rich, the backends, pluggy and sh load inside commands).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bondctl import __version__
+from bondctl.cli.flags import collect, mode_help, with_catalogue_flags
+from bondctl.cli.session import Session, handled, session_of
+
+app = typer.Typer(
+    name="bondctl",
+    help="Create, inspect and change Linux bonds (link aggregation), over pluggable backends.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain click help: rich must not load for --help
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (never styled) instead.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the commands, change nothing.")]
+NameArg = Annotated[str, typer.Argument(help="The bond's name.", show_default=False,
+                                         metavar="NAME")]
+FileOpt = Annotated[Path, typer.Option("-f", "--file", help="YAML or JSON file ('-': stdin).",
+                                       show_default=False, metavar="FILE")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"bondctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    netns: Annotated[str | None, typer.Option(
+        "--netns", "-n", envvar="BONDCTL_NETNS", show_envvar=False, metavar="NAME|PATH",
+        help="Network namespace: a name under /run/netns or a path (env BONDCTL_NETNS).")] = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", "-b", metavar="NAME", help="Backend to use (see `bondctl backends`); "
+        "default: the best available (env BONDCTL_BACKEND).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON output for read commands.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="For write commands: print the commands, change nothing.")] = False,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, show_default=False,
+                                         help="More detail; tracebacks on errors.")] = 0,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Create, inspect and change Linux bonds (link aggregation), over pluggable backends.
+
+    Exit codes: 0 ok, 1 unexpected, 2 usage or invalid value, 3 not found, 4 kernel refused,
+    5 busy, 6 drift, 7 backend unavailable.
+    """
+    ctx.obj = Session(netns=netns, backend=backend, json=json_, dry_run=dry_run,
+                      verbose=verbose)
+
+
+def _session(ctx: typer.Context, *, json_: bool = False, dry_run: bool = False) -> Session:
+    session = session_of(ctx)
+    session.json = session.json or json_
+    session.dry_run = session.dry_run or dry_run
+    return session
+
+
+# -- changing bonds ------------------------------------------------------------------------------
+@app.command()
+@handled
+@with_catalogue_flags
+def create(
+    ctx: typer.Context,
+    name: NameArg,
+    mode: Annotated[str, typer.Option("--mode", "-m", help=mode_help(), show_default=False,
+                                      metavar="MODE")],
+    slave: Annotated[list[str] | None, typer.Option(
+        "--slave", "-s", help="A link to enslave (repeat for more).", show_default=False,
+        metavar="IF")] = None,
+    opt: Annotated[list[str] | None, typer.Option(
+        "--opt", "-o", help="Any option as KEY=VALUE, under any of its spellings (kernel, "
+        "ip, CNI camelCase).", show_default=False, metavar="KEY=VALUE")] = None,
+    mtu: Annotated[str | None, typer.Option(help="MTU of the bond.", show_default=False,
+                                            metavar="MTU")] = None,
+    mac: Annotated[str | None, typer.Option(help="MAC address of the bond.",
+                                            show_default=False, metavar="MAC")] = None,
+    down: Annotated[bool, typer.Option("--down", help="Leave the bond down.")] = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    **flags: object,
+) -> None:
+    """Create a bond, enslave its links and read it back."""
+    from bondctl.cli import change
+
+    session = _session(ctx, json_=json_, dry_run=dry_run)
+    options = collect(flags, opt or [])
+    change.create(session, name, mode, options, slave or [], mtu, mac, up=not down)
+
+
+@app.command()
+@handled
+def delete(
+    ctx: typer.Context,
+    name: NameArg,
+    slaves_down: Annotated[bool, typer.Option(
+        "--slaves-down", help="Leave the released slaves down (default: up).")] = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Release the slaves and delete the bond."""
+    from bondctl.cli import change
+
+    change.delete(_session(ctx, dry_run=dry_run), name, slaves_up=not slaves_down)
+
+
+@app.command()
+@handled
+def enslave(
+    ctx: typer.Context,
+    name: NameArg,
+    links: Annotated[list[str], typer.Argument(help="Links to add.", show_default=False,
+                                               metavar="IF...")],
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Add links to a bond (each is taken down first, as the kernel needs)."""
+    from bondctl.cli import change
+
+    change.enslave(_session(ctx, dry_run=dry_run), name, links)
+
+
+@app.command()
+@handled
+def release(
+    ctx: typer.Context,
+    name: NameArg,
+    links: Annotated[list[str], typer.Argument(help="Slaves to release.",
+                                               show_default=False, metavar="IF...")],
+    down: Annotated[bool, typer.Option("--down", help="Leave them down (default: up).")] = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Release slaves from a bond."""
+    from bondctl.cli import change
+
+    change.release(_session(ctx, dry_run=dry_run), name, links, up=not down)
+
+
+@app.command("set")
+@handled
+def set_(
+    ctx: typer.Context,
+    name: NameArg,
+    pairs: Annotated[list[str], typer.Argument(
+        metavar="KEY=VALUE...", help="Options to change, under any spelling (see create "
+        "--help for every option and its values).", show_default=False)],
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Change options of a live bond, disturbing it only where the kernel needs it."""
+    from bondctl.cli import change
+
+    change.set_options(_session(ctx, dry_run=dry_run), name, pairs)
+
+
+@app.command()
+@handled
+def failover(
+    ctx: typer.Context,
+    name: NameArg,
+    to: Annotated[str | None, typer.Option(
+        "--to", metavar="IF",
+        help="The slave to make active (default: the next one that is up).")] = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Move traffic to another slave (active-backup, balance-tlb, balance-alb)."""
+    from bondctl.cli import change
+
+    change.failover(_session(ctx, dry_run=dry_run), name, to)
+
+
+# -- reading -------------------------------------------------------------------------------------
+@app.command("list")
+@handled
+def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Every bond in the namespace: mode, state, active slave, slaves up, MTU."""
+    from bondctl.cli import reading
+
+    reading.list_bonds(_session(ctx, json_=json_))
+
+
+@app.command()
+@handled
+def show(
+    ctx: typer.Context,
+    name: NameArg,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Also show options that have no "
+                                       "effect in the bond's mode.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """One bond in detail: options, slaves, 802.3ad state, problems."""
+    from bondctl.cli import reading
+
+    reading.show(_session(ctx, json_=json_), name, show_all=all_)
+
+
+@app.command()
+@handled
+def watch(
+    ctx: typer.Context,
+    name: NameArg,
+    interval: Annotated[float, typer.Option(help="Seconds between redraws.")] = 1.0,
+    count: Annotated[int, typer.Option(help="Stop after this many redraws (0: never).")] = 0,
+    once: Annotated[bool, typer.Option("--once", help="Draw once and exit.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")] = False,
+) -> None:
+    """A live view of a bond: slave states, failovers as they happen, traffic rates."""
+    from bondctl.cli import watch as watching
+
+    watching.run(_session(ctx, json_=json_), name, interval=interval,
+                 count=1 if once else count)
+
+
+@app.command()
+@handled
+def backends(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Installed backends: origin, availability, options they can set."""
+    from bondctl.cli import hostinfo
+
+    hostinfo.backends(_session(ctx, json_=json_))
+
+
+@app.command()
+@handled
+def doctor(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Can this host make bonds? Each check with a fix for what fails."""
+    from bondctl.cli import hostinfo
+
+    hostinfo.doctor(_session(ctx, json_=json_))
+
+
+# -- desired state from a file -------------------------------------------------------------------
+@app.command()
+@handled
+def apply(ctx: typer.Context, file: FileOpt, dry_run: DryRunOpt = False,
+          json_: JsonOpt = False) -> None:
+    """Make bonds match a file: create what is missing, change only what differs."""
+    from bondctl.cli import desired
+
+    desired.apply(_session(ctx, json_=json_, dry_run=dry_run), file)
+
+
+@app.command()
+@handled
+def diff(ctx: typer.Context, file: FileOpt, json_: JsonOpt = False) -> None:
+    """Show what `apply` would change."""
+    from bondctl.cli import desired
+
+    desired.show_diff(_session(ctx, json_=json_), file)
+
+
+@app.command()
+@handled
+def check(ctx: typer.Context, file: FileOpt, json_: JsonOpt = False) -> None:
+    """Compare running bonds with a file, setting by setting; exit 6 on drift."""
+    from bondctl.cli import desired
+
+    desired.check(_session(ctx, json_=json_), file)
+
+
+# -- first steps ---------------------------------------------------------------------------------
+@app.command()
+@handled
+def demo(
+    ctx: typer.Context,
+    here: Annotated[bool, typer.Option("--here", help="Run on this kernel; never boot "
+                                       "User-Mode Linux.")] = False,
+    uml: Annotated[bool, typer.Option("--uml", help="Run inside User-Mode Linux even if this "
+                                      "kernel can make bonds.")] = False,
+    pace: Annotated[float, typer.Option(help="Seconds to pause between steps.")] = 1.0,
+) -> None:
+    """A guided tour: a throw-away bond, traffic, a failover, then everything cleaned up."""
+    from bondctl.cli import demo as tour
+
+    tour.run(_session(ctx), here=here, force_uml=uml, pace=pace)
+
+
+cni_app = typer.Typer(help="The bond CNI plugin on this node.", no_args_is_help=True)
+app.add_typer(cni_app, name="cni")
+
+
+@cni_app.command("install")
+@handled
+def cni_install(
+    ctx: typer.Context,
+    artifact: Annotated[Path, typer.Argument(help="The built plugin (dist/bond), with its "
+                                             ".bond-runtime next to it.")],
+    dest: Annotated[Path, typer.Argument(help="The CNI bin dir.")] = Path("/opt/cni/bin"),
+    force: Annotated[bool, typer.Option("--force", help="Replace a `bond` that is not ours "
+                                        "(bond-cni's Go plugin).")] = False,
+) -> None:
+    """Install the self-contained bond plugin atomically (same artifact again: no change)."""
+    from bondctl.cni_install import install
+
+    print(install(artifact, dest, force=force).message)
+
+
+def run() -> None:
+    app(prog_name="bondctl")

@@ -1,0 +1,292 @@
+"""`apply`, `diff` and `check`: bonds described in a YAML or JSON file against what runs.
+
+A file holds one bond, a list of bonds, or {"bonds": [...]}; each bond has name, mode,
+options (any spelling the catalogue knows), slaves (names, or {name, queue_id, prio}), and
+optionally mtu, mac and netns. Applying is idempotent: only what differs is changed, through
+the same bondctl.ops calls as the other commands, and nothing is touched when nothing
+differs (no link flaps on a re-apply).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bondctl.cli.session import Session, console, note, print_json
+from bondctl.cli.views import OptionCheck, PlanView
+from bondctl.errors import DriftError, NotFoundError, UnsupportedError, ValidationError
+from bondctl.model import BondSpec, BondState, diff
+from bondctl.ops import Bonds
+from bondctl.steps import SetLink, SetSlave, Step, describe
+
+_KEYS = ("name", "mode", "options", "slaves", "mtu", "mac", "netns", "up")
+
+
+@dataclass(frozen=True)
+class Entry:
+    spec: BondSpec
+    netns: str | None
+
+
+def load(path: Path) -> list[Entry]:
+    """Every bond in the file, each validated by BondSpec.build, or a ValidationError."""
+    text = _read(path)
+    data = _parse(text, path)
+    if isinstance(data, Mapping) and "bonds" in data and "name" not in data:
+        data = data["bonds"]
+    items = data if isinstance(data, list) else [data]
+    entries = [_entry(item, i) for i, item in enumerate(items)]
+    seen: set[tuple[str | None, str]] = set()
+    for entry in entries:
+        key = (entry.netns, entry.spec.name)
+        if key in seen:
+            raise ValidationError(f"{path}: bond {entry.spec.name} is described twice")
+        seen.add(key)
+    return entries
+
+
+def _read(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ValidationError(f"{path}: {exc.strerror}") from None
+
+
+def _parse(text: str, path: Path) -> Any:
+    if path.suffix == ".json" or text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"{path}: invalid JSON: {exc}") from None
+    try:
+        import yaml  # type: ignore[import-untyped,unused-ignore]  # optional; only for YAML
+    except ImportError:
+        raise UnsupportedError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); "
+                               "or give the file as JSON") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _entry(item: object, index: int) -> Entry:
+    if not isinstance(item, Mapping):
+        raise ValidationError(f"bond #{index + 1}: expected a mapping with name, mode, ...")
+    unknown = sorted(set(item) - set(_KEYS))
+    if unknown:
+        raise ValidationError(f"bond #{index + 1}: unknown key(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(_KEYS)}")
+    for key in ("name", "mode"):
+        if key not in item:
+            raise ValidationError(f"bond #{index + 1}: {key} is missing")
+    options = item.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise ValidationError(f"bond {item['name']}: options must be a mapping")
+    names, slave_options = _slaves(item.get("slaves") or [], str(item["name"]))
+    spec = BondSpec.build(item["name"], item["mode"], dict(options), names,
+                          mtu=item.get("mtu"), mac=item.get("mac"),
+                          slave_options=slave_options, up=bool(item.get("up", True)))
+    netns = item.get("netns")
+    if netns is not None and not isinstance(netns, str):
+        raise ValidationError(f"bond {spec.name}: netns must be a name or a path")
+    return Entry(spec, netns)
+
+
+def _slaves(raw: object, bond: str) -> tuple[list[str], dict[str, dict[str, object]]]:
+    if not isinstance(raw, list):
+        raise ValidationError(f"bond {bond}: slaves must be a list")
+    names: list[str] = []
+    options: dict[str, dict[str, object]] = {}
+    for slave in raw:
+        if isinstance(slave, Mapping):
+            if "name" not in slave:
+                raise ValidationError(f"bond {bond}: a slave without a name")
+            name = str(slave["name"])
+            extra = {k: v for k, v in slave.items() if k != "name"}
+            if extra:
+                options[name] = extra
+            names.append(name)
+        else:
+            names.append(slave if isinstance(slave, str) else str(slave))
+    return names, options
+
+
+def _read_state(bonds: Bonds, name: str) -> BondState | None:
+    try:
+        return bonds.show(name)
+    except NotFoundError:
+        return None
+
+
+def changes_of(spec: BondSpec, state: BondState | None) -> list[tuple[str, object, object]]:
+    if state is None:
+        wanted: list[tuple[str, object, object]] = [("mode", spec.mode, None)]
+        wanted += [(k, v, None) for k, v in spec.options.items()]
+        wanted.append(("slaves", list(spec.slave_names), None))
+        wanted += [(k, v, None) for k, v in (("mtu", spec.mtu), ("mac", spec.mac)) if v]
+        return wanted
+    return [(d.what, d.want, d.have) for d in diff(spec, state)]
+
+
+def _run(bonds: Bonds, steps: Sequence[Step]) -> None:
+    # Link-level changes that bondctl.ops has no operation for (mtu, mac, up, slave options):
+    # the same dry-run rule as ops.Bonds.
+    if not steps:
+        return
+    if bonds.dry_run:
+        bonds.planned.extend(bonds.backend.render(steps, bonds.netns))
+    else:
+        bonds.backend.execute(steps, bonds.netns)
+
+
+def reconcile(session: Session, entry: Entry, *, dry_run: bool) -> PlanView:
+    """Make one bond match its entry (or, dry, say how); the PlanView says what was done."""
+    spec = entry.spec
+    bonds = session.bonds(entry.netns, dry_run=dry_run)
+    state = _read_state(bonds, spec.name)
+    plan = PlanView(spec.name, bonds.netns.name or bonds.netns.path,
+                    "create" if state is None else "change", changes_of(spec, state))
+    if state is None:
+        outcome = bonds.create(spec)
+        plan.commands = bonds.planned if dry_run else [describe(s) for s in outcome.steps]
+        plan.notes += outcome.notes
+        return plan
+    if not plan.changes:
+        plan.action = "none"
+        return plan
+    done: list[Step] = []
+    gone = [s for s in state.slave_names if s not in spec.slave_names]
+    new = [s for s in spec.slave_names if s not in state.slave_names]
+    if gone:
+        done += bonds.release(spec.name, gone).steps
+    if new:
+        opts = {s.name: dict(s.options) for s in spec.slaves if s.name in new and s.options}
+        done += bonds.enslave(spec.name, new, opts).steps
+    drifted = {what for what, _, _ in plan.changes}
+    options: dict[str, object] = {k: v for k, v in spec.options.items() if k in drifted}
+    if "mode" in drifted:
+        options = {"mode": spec.mode, **options}
+    if options:
+        outcome = bonds.set_options(spec.name, options)
+        done += outcome.steps
+        plan.notes += outcome.notes
+    link_steps: list[Step] = [
+        SetSlave(s.name, dict(s.options)) for s in spec.slaves
+        if s.name not in new and any(f"{s.name}.{k}" in drifted for k in s.options)]
+    if "mtu" in drifted or "mac" in drifted or "up" in drifted:
+        link_steps.append(SetLink(spec.name, mtu=spec.mtu if "mtu" in drifted else None,
+                                  mac=spec.mac if "mac" in drifted else None,
+                                  up=spec.up if "up" in drifted else None))
+    _run(bonds, link_steps)
+    done += link_steps
+    plan.commands = bonds.planned if dry_run else [describe(s) for s in done]
+    return plan
+
+
+def verify(session: Session, entry: Entry) -> None:
+    bonds = session.bonds(entry.netns)
+    drifts = diff(entry.spec, bonds.show(entry.spec.name))
+    if drifts:
+        raise DriftError(f"{entry.spec.name} still differs after apply: "
+                         + "; ".join(map(str, drifts)))
+
+
+def apply(session: Session, path: Path) -> None:
+    entries = load(path)
+    plans = []
+    for entry in entries:
+        plans.append(reconcile(session, entry, dry_run=session.dry_run))
+        if not session.dry_run:
+            verify(session, entry)
+    for plan in plans:
+        for text in plan.notes:
+            note(text)
+    if session.json:
+        print_json([p.to_json() for p in plans])
+        return
+    out = console()
+    from bondctl.cli.render import plan_renderable
+
+    out.print(plan_renderable(plans))
+    if session.dry_run:
+        for plan in plans:
+            for line in plan.commands:
+                out.print(line, highlight=False, markup=False)
+        return
+    changed = sum(1 for p in plans if p.action != "none")
+    out.print(f"applied: {changed} changed, {len(plans) - changed} up to date")
+
+
+def show_diff(session: Session, path: Path) -> None:
+    plans = []
+    for entry in load(path):
+        bonds = session.bonds(entry.netns)
+        state = _read_state(bonds, entry.spec.name)
+        changes = changes_of(entry.spec, state)
+        action = "create" if state is None else ("change" if changes else "none")
+        plans.append(PlanView(entry.spec.name, bonds.netns.name or bonds.netns.path,
+                              action, changes))  # type: ignore[arg-type]
+    if session.json:
+        print_json([p.to_json() for p in plans])
+        return
+    from bondctl.cli.render import plan_renderable
+
+    console().print(plan_renderable(plans))
+
+
+def check_rows(entry: Entry, state: BondState | None) -> list[OptionCheck]:
+    spec, name = entry.spec, entry.spec.name
+    if state is None:
+        return [OptionCheck(name, "exists", True, False, False)]
+    drifted = {d.what: d.have for d in diff(spec, state)}
+    rows = [OptionCheck(name, "mode", spec.mode, state.mode, "mode" not in drifted)]
+    for key, want in spec.options.items():
+        if key == "active_slave":
+            continue  # a request, not a setting: failover moves it
+        have = state.options.get(key)
+        rows.append(OptionCheck(name, key, want, have, key not in drifted))
+    rows.append(OptionCheck(name, "slaves", sorted(spec.slave_names),
+                            sorted(state.slave_names), "slaves" not in drifted))
+    for slave in spec.slaves:
+        for key, value in slave.options.items():
+            what = f"{slave.name}.{key}"
+            have_slave = state.slave(slave.name)
+            rows.append(OptionCheck(name, what, value, getattr(have_slave, key, None),
+                                    what not in drifted))
+    for key, want_value in (("mtu", spec.mtu), ("mac", spec.mac)):
+        if want_value is not None:
+            rows.append(OptionCheck(name, key, want_value, getattr(state, key),
+                                    key not in drifted))
+    rows.append(OptionCheck(name, "up", spec.up, state.up, "up" not in drifted))
+    return rows
+
+
+def check(session: Session, path: Path) -> None:
+    rows: list[OptionCheck] = []
+    for entry in load(path):
+        bonds = session.bonds(entry.netns)
+        rows += check_rows(entry, _read_state(bonds, entry.spec.name))
+    failed = [r for r in rows if not r.ok]
+    if session.json:
+        print_json({"ok": not failed, "checks": [
+            {"bond": r.bond, "what": r.what, "want": _plain(r.want), "have": _plain(r.have),
+             "ok": r.ok} for r in rows]})
+    else:
+        from bondctl.cli.render import check_table
+
+        console().print(check_table(rows))
+    if failed:
+        raise DriftError(f"{len(failed)} of {len(rows)} settings differ: "
+                         + ", ".join(f"{r.bond} {r.what}" for r in failed))
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,227 @@
+"""Rich renderings of the views: tables for people. Degraded states stand out in colour, and
+also in words (colour is off on a pipe or with NO_COLOR)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from bondctl.cli.flags import render_value
+from bondctl.cli.views import (
+    NO_PARTNER,
+    BackendView,
+    BondView,
+    Check,
+    OptionCheck,
+    PlanView,
+    Problem,
+    SlaveView,
+)
+
+OK, WARN, BAD, DIM = "green", "yellow", "bold red", "dim"
+_STATE_STYLE = {"up": OK, "degraded": WARN, "down": WARN, "no-carrier": BAD}
+
+
+def _state_style(view: BondView) -> str:
+    if view.state == "degraded" and any(p.level == "error" for p in view.problems):
+        return BAD
+    return _STATE_STYLE.get(view.state, "")
+
+
+def _ns(view: BondView) -> str:
+    return view.netns or "(current)"
+
+
+# Every cell that can carry a name or a kernel message is a Text: a str cell would be parsed
+# as rich markup, and "[...]" is a legal part of an interface name or an error.
+def bond_table(views: Sequence[BondView]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "MODE", "STATE", "ACTIVE", "SLAVES UP", "MTU", "NETNS"):
+        table.add_column(column, no_wrap=True)
+    for view in views:
+        up = Text(f"{view.slaves_up}/{len(view.slaves)}",
+                  style=BAD if view.slaves_up < len(view.slaves) else "")
+        table.add_row(Text(view.name), view.mode, Text(view.state, style=_state_style(view)),
+                      Text(view.active_slave or "-"), up, str(view.mtu), Text(_ns(view)))
+    return table
+
+
+def problems(items: Iterable[Problem]) -> Text:
+    text = Text()
+    for problem in items:
+        mark = "✗" if problem.level == "error" else "!"
+        style = BAD if problem.level == "error" else WARN
+        text.append(f"{mark} {problem.text}\n", style=style)
+    text.rstrip()
+    return text
+
+
+def header(view: BondView) -> Text:
+    text = Text()
+    text.append(view.name, style="bold")
+    text.append(f"  {view.mode}  ")
+    text.append(view.state, style=_state_style(view))
+    text.append(f"  mtu {view.mtu}  mac {view.mac}  netns {_ns(view)}")
+    if view.active_slave or view.mode == "active-backup":
+        text.append("  active ")
+        text.append(view.active_slave or "none", style="" if view.active_slave else BAD)
+    return text
+
+
+def options_table(view: BondView, *, show_all: bool) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
+    table.add_column("OPTION", no_wrap=True)
+    table.add_column("VALUE", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for opt in view.options:
+        if not opt.effective and not show_all:
+            continue
+        remark = "" if opt.effective else f"no effect in {view.mode}"
+        if not remark and opt.is_default:
+            remark = "default"
+        style = DIM if (opt.is_default or not opt.effective) else ""
+        table.add_row(Text(opt.name), Text(render_value(opt.value), style=style),
+                      Text(remark, style=DIM))
+    return table
+
+
+def _speed(slave: SlaveView) -> str:
+    if slave.speed is None:
+        return "-"
+    return f"{slave.speed // 1000}G" if slave.speed % 1000 == 0 else f"{slave.speed}M"
+
+
+def slaves_table(view: BondView) -> Table:
+    lacp = view.mode == "802.3ad"
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    columns = ["SLAVE", "STATE", "MII", "FAILURES", "PERM MAC", "SPEED", "DUPLEX", "QUEUE"]
+    if lacp:
+        columns.append("AGGREGATOR")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    aggregator = (view.ad_info or {}).get("aggregator")
+    for slave in view.slaves:
+        mii = Text(slave.mii_status, style=OK if slave.healthy else BAD)
+        active = slave.name == view.active_slave
+        row: list[str | Text] = [
+            Text(slave.name, style="bold" if active else ""),
+            Text(slave.state, style=OK if slave.state == "active" else ""),
+            mii,
+            Text(str(slave.link_failure_count), style=WARN if slave.link_failure_count else ""),
+            Text(slave.perm_hwaddr or "-"),
+            _speed(slave),
+            Text(slave.duplex or "-"),
+            str(slave.queue_id),
+        ]
+        if lacp:
+            agg = slave.ad_aggregator_id
+            row.append(Text("-" if agg is None else str(agg),
+                            style=WARN if agg is not None and agg != aggregator else ""))
+        table.add_row(*row)
+    return table
+
+
+def ad_table(view: BondView) -> Table:
+    info = view.ad_info or {}
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    for key in ("aggregator", "num_ports", "actor_key", "partner_key", "partner_mac"):
+        value = str(info.get(key, "-"))
+        style = WARN if key == "partner_mac" and value in (NO_PARTNER, "-") else ""
+        table.add_row(key.replace("_", " "), Text(value, style=style))
+    return table
+
+
+def bond_detail(view: BondView, *, show_all: bool = False) -> Group:
+    parts: list[RenderableType] = [header(view)]
+    if view.problems:
+        parts += [Text(), problems(view.problems)]
+    parts += [Text(), Text("Options", style="bold underline"),
+              options_table(view, show_all=show_all)]
+    hidden = sum(1 for o in view.options if not o.effective)
+    if hidden and not show_all:
+        parts.append(Text(f"({hidden} options with no effect in {view.mode} hidden; --all "
+                          "shows them)", style=DIM))
+    parts += [Text(), Text("Slaves", style="bold underline")]
+    parts.append(slaves_table(view) if view.slaves else Text("none", style=WARN))
+    if view.mode == "802.3ad":
+        parts += [Text(), Text("802.3ad", style="bold underline"), ad_table(view)]
+    return Group(*parts)
+
+
+def backends_table(views: Sequence[BackendView], errors: Sequence[str]) -> Group:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("BACKEND", no_wrap=True)
+    table.add_column("AVAILABLE", no_wrap=True)
+    table.add_column("OPTIONS", no_wrap=True, justify="right")
+    table.add_column("ORIGIN / REASON")
+    for view in views:
+        name = Text(view.name + (" *" if view.selected else ""), style="bold")
+        where = Text(view.origin)
+        where.append(f"\n{view.reason}", style=DIM if view.available else WARN)
+        table.add_row(name, Text("yes" if view.available else "no",
+                                 style=OK if view.available else BAD),
+                      str(len(view.options)), where)  # Text cells: no markup parsing
+    parts: list[RenderableType] = [table]
+    if any(v.selected for v in views):
+        parts.append(Text("* the backend bondctl uses by default", style=DIM))
+    for line in errors:
+        parts.append(Text(f"! plugin failed to load: {line}", style=WARN))
+    return Group(*parts)
+
+
+_CHECK_STYLE = {"ok": OK, "warn": WARN, "fail": BAD}
+
+
+def doctor_table(checks: Sequence[Check]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("CHECK", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("DETAIL")
+    table.add_column("FIX")
+    for check in checks:
+        table.add_row(Text(check.name), Text(check.status, style=_CHECK_STYLE[check.status]),
+                      Text(check.detail), Text(check.fix, style=WARN if check.fix else ""))
+    return table
+
+
+def check_table(rows: Sequence[OptionCheck]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("BOND", "SETTING", "WANT", "HAVE", "RESULT"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(Text(row.bond), Text(row.what), Text(_show(row.want)), Text(_show(row.have)),
+                      Text("pass" if row.ok else "FAIL", style=OK if row.ok else BAD))
+    return table
+
+
+def plan_renderable(plans: Sequence[PlanView]) -> Group:
+    parts: list[RenderableType] = []
+    for plan in plans:
+        where = f" in {plan.netns}" if plan.netns else ""
+        if plan.action == "none":
+            parts.append(Text(f"  {plan.bond}{where}: up to date", style=OK))
+            continue
+        verb = "create" if plan.action == "create" else "change"
+        parts.append(Text(f"{'+' if verb == 'create' else '~'} {plan.bond}{where}: {verb}",
+                          style="bold"))
+        for what, want, have in plan.changes:
+            line = Text(f"    {what}: ")
+            if have is not None or plan.action == "change":
+                line.append(_show(have), style="red")
+                line.append(" -> ")
+            line.append(_show(want), style=OK)
+            parts.append(line)
+    return Group(*parts)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
