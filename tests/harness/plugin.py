@@ -30,6 +30,8 @@ from tests.harness.uml import UmlRun
 KERNEL_DIRS = ("tests/kernel", "tests/reliability")
 MODE_ENV = "BONDCTL_KERNEL"
 TIMEOUT_ENV = "BONDCTL_UML_TIMEOUT"
+SHARDS_ENV = "BONDCTL_UML_SHARDS"  # guests booted side by side; default: one per CPU, up to 2
+CHUNK = 40  # a file with more kernel tests than this may be spread over several guests
 KEEP_ENV = "BONDCTL_KEEP_RUN"
 # Options the inner run must not inherit: they were resolved into node ids already, or they
 # belong to the outer process.
@@ -62,6 +64,29 @@ def choose_mode() -> Mode:
         f"no bonding driver: {why}; and no linux.uml "
         "(apt-get install user-mode-linux kmod, or run scripts/setup.sh)",
     )
+
+
+def shard_count() -> int:
+    raw = os.environ.get(SHARDS_ENV, "")
+    if raw:
+        return max(1, int(raw))
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def partition(nodeids: list[str], shards: int) -> dict[str, int]:
+    """Spread tests over guests: whole files where they are small (their module fixtures then
+    run once), in chunks where they are large, the biggest first to the least loaded guest."""
+    by_file: dict[str, list[str]] = {}
+    for nodeid in nodeids:
+        by_file.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
+    units = [ids[i:i + CHUNK] for ids in by_file.values() for i in range(0, len(ids), CHUNK)]
+    load = [0] * shards
+    owner: dict[str, int] = {}
+    for unit in sorted(units, key=len, reverse=True):
+        index = load.index(min(load))
+        load[index] += len(unit)
+        owner.update(dict.fromkeys(unit, index))
+    return owner
 
 
 def skipped_result(reason: str) -> dict[str, Any]:
@@ -109,7 +134,8 @@ class KernelSuite:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.mode: Mode | None = None  # decided only when kernel tests are selected
-        self.uml: UmlRun | None = None
+        self.umls: list[UmlRun] = []
+        self.owner: dict[str, int] = {}  # node id -> index of the guest that runs it
         self.outcomes: dict[str, str] = {}
 
     def is_kernel(self, item: pytest.Item) -> bool:
@@ -129,13 +155,11 @@ class KernelSuite:
         if self.mode.kind == "native":
             return
         ci = is_ci()
-        fetch: Callable[[str], dict[str, Any] | None] = self._uml_result
-        missing: Callable[[], str] = self._uml_diagnosis
-        if self.mode.kind == "none":
-            fetch, missing = self._no_kernel_result, self._no_kernel_reason
+        self.owner = partition([item.nodeid for item in kernel], shard_count())
         proxies = {
             item.nodeid: KernelProxyItem.wrap(item, fetch=fetch, missing=missing, ci=ci)
             for item in kernel
+            for fetch, missing in [self._sources(item.nodeid)]
         }
         if self.mode.kind == "uml":
             # Proxies go last: the local tests then run while the guest boots and works,
@@ -154,30 +178,32 @@ class KernelSuite:
         nodeids = [i.nodeid for i in session.items if isinstance(i, KernelProxyItem)]
         if not nodeids:
             return
-        self.uml = UmlRun(
-            binary=uml_binary() or "linux.uml",
-            rootdir=self.config.rootpath,
-            python=sys.executable,
-            pytest_options=inner_options(self.config),
-            nodeids=nodeids,
-            env=inner_env(),
-            timeout=float(os.environ.get(TIMEOUT_ENV, "3000")),
-        )
-        self.uml.start()
+        for index in range(max(self.owner.values(), default=0) + 1):
+            self.umls.append(UmlRun(
+                binary=uml_binary() or "linux.uml",
+                rootdir=self.config.rootpath,
+                python=sys.executable,
+                pytest_options=inner_options(self.config),
+                nodeids=[n for n in nodeids if self.owner.get(n) == index],
+                env=inner_env(),
+                timeout=float(os.environ.get(TIMEOUT_ENV, "3000")),
+            ))
+        for uml in self.umls:
+            uml.start()
 
-    def _uml_result(self, nodeid: str) -> dict[str, Any] | None:
-        assert self.uml is not None
-        return self.uml.results().get(nodeid)
+    def _sources(self, nodeid: str) -> tuple[Callable[[str], dict[str, Any] | None],
+                                             Callable[[], str]]:
+        if self.mode is None or self.mode.kind == "none":
+            return self._no_kernel_result, self._no_kernel_reason
+        index = self.owner[nodeid]
+        return (lambda n: self.umls[index].results().get(n),
+                lambda: self.umls[index].diagnosis())
 
     def _no_kernel_result(self, _nodeid: str) -> dict[str, Any]:
         return skipped_result(self._no_kernel_reason())
 
     def _no_kernel_reason(self) -> str:
         return self.mode.reason if self.mode else ""
-
-    def _uml_diagnosis(self) -> str:
-        assert self.uml is not None
-        return self.uml.diagnosis()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -218,29 +244,29 @@ class KernelSuite:
                 " (inside User-Mode Linux)" if info.in_uml else ""
             )
             line = f"kernel tests: {len(self.outcomes)} ran {where}: {tally}"
-        elif self.mode.kind == "uml" and self.uml is None:
+        elif self.mode.kind == "uml" and not self.umls:
             line = "kernel tests: none ran, User-Mode Linux was not started"
-        elif self.mode.kind == "uml" and self.uml is not None:
-            ran = len(self.uml.results())
-            release = self.uml.release or uml_release() or "?"
+        elif self.mode.kind == "uml":
+            ran = sum(len(uml.results()) for uml in self.umls)
+            release = self.umls[0].release or uml_release() or "?"
+            boots = [u.boot_seconds for u in self.umls if u.boot_seconds is not None]
+            runs = [u.run_seconds for u in self.umls if u.run_seconds is not None]
             timing = ""
-            if self.uml.boot_seconds is not None and self.uml.run_seconds is not None:
-                timing = f" (boot {self.uml.boot_seconds:.1f} s, run {self.uml.run_seconds:.1f} s)"
-            line = f"kernel tests: {ran} ran in User-Mode Linux {release}{timing}: {tally}"
-            if self.uml.error:
-                line += f"; {self.uml.error} (logs in {self.uml.run_dir})"
+            if boots and runs:
+                timing = f" (boot {max(boots):.1f} s, run {max(runs):.1f} s)"
+            guests = f"{len(self.umls)} guests of " if len(self.umls) > 1 else ""
+            line = (f"kernel tests: {ran} ran in {guests}User-Mode Linux {release}{timing}: "
+                    f"{tally}")
+            for uml in self.umls:
+                if uml.error:
+                    line += f"; {uml.error} (logs in {uml.run_dir})"
         else:
             verdict = "failed (CI)" if is_ci() else "skipped"
             line = f"kernel tests: none ran, {len(self.outcomes)} {verdict}: {self.mode.reason}"
         terminalreporter.write_sep("-", line)
 
     def pytest_unconfigure(self) -> None:
-        if self.uml is None:
-            return
-        self.uml.kill()
-        if (
-            self.uml.error is None
-            and self.uml.exit_status() in (0, 1)
-            and not os.environ.get(KEEP_ENV)
-        ):
-            self.uml.remove()
+        for uml in self.umls:
+            uml.kill()
+            if uml.error is None and uml.exit_status() in (0, 1) and not os.environ.get(KEEP_ENV):
+                uml.remove()

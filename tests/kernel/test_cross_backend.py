@@ -34,16 +34,16 @@ def comparable(state: BondState, blind: set[str], visible: set[str]) -> BondStat
     return state._replace(options={k: v for k, v in state.options.items() if k in visible})
 
 
-def settle(read, tries: int = 50) -> None:
-    """Wait until two reads in a row agree: a bond just brought up is still changing
-    operstate and electing an active slave, and readers run one after the other."""
-    previous = read()
+def settle(read, tries: int = 30) -> None:
+    """Wait until three reads a second apart agree: a bond just brought up is still changing
+    operstate (linkwatch batches carrier events for up to a second) and electing an active
+    slave, and the readers run one after the other."""
+    history = [read()]
     for _ in range(tries):
-        time.sleep(0.2)
-        current = read()
-        if current == previous:
+        time.sleep(1.0)
+        history = [*history[-2:], read()]
+        if len(history) == 3 and history[0] == history[1] == history[2]:
             return
-        previous = current
     raise AssertionError("the bonds never settled")
 
 

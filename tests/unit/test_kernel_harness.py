@@ -111,3 +111,16 @@ def test_bad_forced_mode_is_a_usage_error(monkeypatch) -> None:
     monkeypatch.setenv("BONDCTL_KERNEL", "kvm")
     with pytest.raises(pytest.UsageError):
         plugin.choose_mode()
+
+
+def test_partition_keeps_small_files_whole_and_balances():
+    from tests.harness.plugin import CHUNK, partition
+
+    big = [f"tests/kernel/test_big.py::t{i}" for i in range(CHUNK * 2 + 5)]
+    small = [f"tests/kernel/test_small.py::t{i}" for i in range(7)]
+    owner = partition(big + small, 2)
+    assert set(owner) == set(big + small)
+    assert len({owner[n] for n in small}) == 1
+    loads = [sum(1 for g in owner.values() if g == i) for i in (0, 1)]
+    assert abs(loads[0] - loads[1]) <= CHUNK
+    assert partition(big, 1) == dict.fromkeys(big, 0)
