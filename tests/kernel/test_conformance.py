@@ -79,8 +79,11 @@ def netlink_attributes(ns, bond: str) -> dict[int, bytes]:
 
 
 def kernel_knows(ns, opt: Option) -> bool:
-    """Whether this kernel has the option at all: a bond dump carries every one it knows."""
-    ns.ip("link", "add", "probe0", "type", "bond")
+    """Whether this kernel has an option newer than the oldest kernel we support: a dump of a
+    bond in the option's mode carries every attribute the kernel knows for that mode."""
+    if opt.min_kernel == (0, 0):
+        return True
+    ns.ip("link", "add", "probe0", "type", "bond", "mode", sample_mode(opt))
     try:
         return opt.ifla in netlink_attributes(ns, "probe0")
     finally:
