@@ -7,7 +7,6 @@ the kernel needs it; every change is read back and compared; a failed create lea
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from .backend import Backend
@@ -23,13 +22,6 @@ from .options import (
     mode_number,
 )
 from .steps import CreateBond, DeleteLink, SetBond, SetLink, SetSlave, Step
-
-
-def kernel_version() -> tuple[int, int]:
-    release = os.uname().release
-    major, _, rest = release.partition(".")
-    minor = "".join(c for c in rest.split(".")[0] if c.isdigit())
-    return int(major), int(minor or 0)
 
 
 def in_catalogue_order(options: Mapping[str, Value]) -> dict[str, Value]:

@@ -18,7 +18,6 @@ from bondctl.errors import BondctlError, KernelError, NotFoundError
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.names import check_ifname
 from bondctl.netns import NETNS_RUN_DIR, Netns
-from bondctl.ops import kernel_version
 from bondctl.options import (
     AD_INFO_FIELDS,
     IFLA_BOND_AD_INFO,
@@ -359,14 +358,10 @@ def _absent(name: str) -> Value | None:
     return None
 
 
-def _bond_options(data: Mapping[int, Any], names: Mapping[int, str],
-                  running: tuple[int, int]) -> dict[str, Value]:
+def _bond_options(data: Mapping[int, Any], names: Mapping[int, str]) -> dict[str, Value]:
     options: dict[str, Value] = {}
     for name, opt in OPTIONS.items():
-        if name == "mode" or running < opt.min_kernel:
-            # a stable kernel older than the option's min_kernel may still report it (6.1.y
-            # sends IFLA_BOND_COUPLED_CONTROL): read it as the catalogue sees this kernel,
-            # as the other backends do, or verification would see options bondctl refuses
+        if name == "mode":
             continue
         if opt.ifla not in data:
             missing = _absent(name)
@@ -415,16 +410,17 @@ def _ad_info(data: Mapping[int, Any]) -> dict[str, Value] | None:
             if number in fields} or None
 
 
-def decode_bond(msg: Any, slaves: Sequence[Any], names: Mapping[int, str], netns: Netns,
-                running: tuple[int, int] | None = None) -> BondState:
-    """A bond from its RTM_NEWLINK message and its slaves'; `running` is the kernel version
-    (default: this one), `names` maps every ifindex in the namespace to its name."""
+def decode_bond(msg: Any, slaves: Sequence[Any], names: Mapping[int, str], netns: Netns
+                ) -> BondState:
+    """A bond from its RTM_NEWLINK message and its slaves'; `names` maps every ifindex in the
+    namespace to its name. Every attribute the kernel sends is read, as bondctl's netlink
+    backend does."""
     data = _numbered(msg.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA"))
     mode = OPTIONS["mode"]
     return BondState(
         name=msg.get_attr("IFLA_IFNAME"),
         mode=str(mode.parse(_wire(data.get(mode.ifla, 0), mode.wire))),
-        options=_bond_options(data, names, running or kernel_version()),
+        options=_bond_options(data, names),
         slaves=tuple(_slave(s) for s in slaves),
         up=bool(msg["flags"] & rtnl.IFF_UP),
         operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN"),
