@@ -1,7 +1,8 @@
 """The iproute2 backend: the `ip` command through `sh`.
 
 Changes go to one `ip -batch -` process per call, one line per step, so a failed line tells
-which step the kernel refused. Reading is one `ip -s -d -j link show` of the whole namespace.
+which step the kernel refused. Reading is one `ip -s -d -j link show` of the whole namespace;
+the batch ends with that dump too, so the read-back after a change needs no second process.
 A namespace with a name uses `ip -n NAME`; a bare path goes through `nsenter --net=PATH`.
 """
 
@@ -23,6 +24,7 @@ from bondctl.options import OPTIONS, SLAVE_OPTIONS, Value
 from bondctl.steps import CreateBond, DeleteLink, SetBond, SetLink, SetSlave, Step
 
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+_DUMP_FLAGS = ["-s", "-d", "-j"]
 
 
 def _ip() -> Any:
@@ -125,17 +127,26 @@ class Iproute2Backend(Backend):
             return Availability(False, "the bonding driver is not loaded and cannot be loaded")
         return Availability(True, f"uses {path}")
 
+    # The dump the last batch ended with: the read-back that follows every change (ops
+    # verifies what it applied) is taken by the same `ip` process, not a second one.
+    _after: tuple[Netns, str] | None = None
+
     def execute(self, steps: Sequence[Step], netns: Netns) -> None:
+        self._after = None
         if not steps:
             return
         lines = [" ".join(step_argv(step)) for step in steps]
         try:
-            _run(netns, ["-batch", "-"], stdin="\n".join(lines) + "\n")
+            # Without -force, ip stops at the first failed line: the dump runs only when
+            # every step took effect.
+            out = _run(netns, [*_DUMP_FLAGS, "-batch", "-"],
+                       stdin="\n".join([*lines, "link show"]) + "\n")
         except KernelError as exc:
             failed = _FAILED_LINE.search(exc.msg)
-            index = int(failed.group(1)) - 1 if failed else 0
+            index = min(int(failed.group(1)) - 1 if failed else 0, len(steps) - 1)
             reason = _FAILED_LINE.sub("", exc.msg).strip() or "failed"
             raise StepError(steps[index], reason, index) from None
+        self._after = (netns, out)
 
     def render(self, steps: Sequence[Step], netns: Netns) -> list[str]:
         if netns.path and not netns.name:
@@ -160,7 +171,11 @@ class Iproute2Backend(Backend):
         ]
 
     def _dump(self, netns: Netns) -> list[dict[str, Any]]:
-        out = _run(netns, ["-s", "-d", "-j", "link", "show"])
+        after, self._after = self._after, None  # good for the one read right after a batch
+        if after is not None and after[0] == netns:
+            out = after[1]
+        else:
+            out = _run(netns, [*_DUMP_FLAGS, "link", "show"])
         data: list[dict[str, Any]] = json.loads(out or "[]")
         return data
 

@@ -11,7 +11,7 @@ cd "$repo"
 packages=(
     iproute2 user-mode-linux kmod
     podman crun conmon containernetworking-plugins golang-github-containers-common
-    busybox-static uidmap libteam-utils
+    busybox-static uidmap libteam-utils strace
     gcc libc6-dev
 )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -32,6 +31,8 @@ def attachment_key(container_id: str, ifname: str) -> str:
         raise CniError(IO_FAILURE, f"container ID {container_id!r} cannot name a state file")
     key = f"{container_id}{_SEP}{ifname}"
     if len(key) > _MAX_NAME:  # file names stop at 255 bytes; IDs have no length limit
+        import hashlib  # ~2.5 ms, for the rare over-long ID only
+
         key = "h" + _SEP + hashlib.sha256(key.encode()).hexdigest()
     return key
 

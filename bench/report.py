@@ -1,0 +1,190 @@
+"""The goals, judged from the results, and the Markdown tables docs/performance.md carries."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+ADD_PATH = "ADD path, -I -S (as dist/bond)"
+ADD_PATH_SITE = "ADD path, with site (as .venv/bin/bond)"
+NETLINK = "netlink (.venv/bin/bond)"
+IPROUTE2 = "iproute2 (.venv/bin/bond)"
+IPAM_PROGRAMS = frozenset({"static", "host-local", "dhcp"})
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def _programs(counted: dict[str, Any] | None) -> str:
+    if not counted:
+        return "—"
+    parts = [f"{name} x{n}" if n > 1 else name for name, n in counted["programs"].items()]
+    bare = counted["processes"] - sum(counted["programs"].values())
+    if bare > 0:  # forked children that run Python, not a program (sysfs: setns + remount)
+        parts.append(f"{bare} fork{'s' if bare > 1 else ''} without exec")
+    return f"{counted['processes']}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def ip_runs(counted: dict[str, Any]) -> int:
+    return sum(n for name, n in counted["programs"].items() if name.split("→")[-1] == "ip")
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def goal(ident: str, name: str, met: bool | None, measured: str) -> None:
+        out.append({"id": ident, "goal": name, "met": met, "measured": measured})
+
+    native = results.get("native")
+    if native:
+        add = native["commands"][ADD_PATH]
+        site = native["commands"][ADD_PATH_SITE]
+        goal("add_path",
+             "ADD path up to the first netlink/ip call ≤ 40 ms over the bare interpreter",
+             add["over_floor_ms"] <= 40.0,
+             f"{add['over_floor_ms']:+.1f} ms over `python -I -S -c pass` (as dist/bond runs "
+             f"it; CPU {add['cpu_over_floor_ms']:+.1f} ms); {site['over_floor_ms']:+.1f} ms "
+             f"over `python -c pass` with site (.venv/bin/bond)")
+        nl = native["imports"]["netlink_backend_alone_ms"]
+        after = native["imports"]["netlink_backend_after_add_path_ms"]
+        goal("netlink_import",
+             "netlink backend module import ≤ 10 ms (cumulative, -X importtime, median)",
+             nl["median_ms"] <= 10.0,
+             f"{nl['median_ms']:.1f} ms imported alone; {after['median_ms']:.1f} ms after "
+             f"the ADD path's own imports (n={nl['n']})")
+    kernel = results.get("kernel")
+    if kernel:
+        variants = kernel["latency"]["variants"]
+        spawns = variants.get(NETLINK, {}).get("spawns")
+        if spawns:
+            extra = {p for c in spawns.values() for p in c["programs"]
+                     if p.split("→")[-1] not in IPAM_PROGRAMS}
+            forks = sum(c["processes"] - sum(c["programs"].values()) for c in spawns.values())
+            goal("netlink_spawns", "netlink backend spawns no process but IPAM",
+                 not extra and forks == 0,
+                 f"ADD {_programs(spawns['add'])}; DEL {_programs(spawns['del'])}")
+        spawns = variants.get(IPROUTE2, {}).get("spawns")
+        if spawns:
+            n = ip_runs(spawns["add"])
+            run_ns = variants[IPROUTE2].get("spawns_run_netns")
+            also = f"; with a /run/netns path: {ip_runs(run_ns['add'])}" if run_ns else ""
+            goal("iproute2_ip", "iproute2 runs at most 2 `ip` per ADD", n <= 2,
+                 f"{n} `ip` per ADD with a /var/run/netns path{also}")
+        many = kernel["many_bonds"]
+        listing = many["commands"]["bondctl list --json"]
+        goal("list_bonds",
+             f"`bondctl list --json` ({many['bonds']} bonds) ≤ 1.5x `ip -d -j link show`",
+             listing["x_ip"] is not None and listing["x_ip"] <= 1.5,
+             f"{_x(listing['x_ip'])} ({_ms(listing['median_ms'])} ms vs "
+             f"{_ms(many['commands']['ip -d -j link show']['median_ms'])} ms, in UML)")
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    add = lines.append
+    native = results.get("native")
+    if native:
+        add(f"### Start-up, natively (median of {native['runs']} interleaved runs, "
+            f"Python {native['python']})\n")
+        add("| command | median ms | p10 | p90 | over its floor | CPU ms (user+sys) | CPU over "
+            "floor |")
+        add("|---|---|---|---|---|---|---|")
+        for label, r in native["commands"].items():
+            floor = "" if "floor" in label else f"{r['over_floor_ms']:+.1f} ms ({r['floor']})"
+            cpu = "" if "floor" in label else f"{r['cpu_over_floor_ms']:+.1f}"
+            add(f"| {label} | {_ms(r['median_ms'])} | {_ms(r['p10_ms'])} | "
+                f"{_ms(r['p90_ms'])} | {floor} | {_ms(r['cpu']['median_ms'])} | {cpu} |")
+        imp = native["imports"]
+        add("")
+        add(f"Imports of the ADD path (`-X importtime`, median of {imp['add_path_total_ms']['n']}"
+            f"; modules the bare interpreter imports anyway left out): "
+            f"{_ms(imp['add_path_total_ms']['median_ms'])} ms in all. netlink backend "
+            f"module: {_ms(imp['netlink_backend_alone_ms']['median_ms'])} ms cumulative "
+            f"imported alone, {_ms(imp['netlink_backend_after_add_path_ms']['median_ms'])} ms "
+            f"after the ADD path's imports. Loading the backend registry (pluggy, entry points, "
+            f"every backend), which ADD does after validation: "
+            f"{_ms(imp['registry_load_ms']['median_ms'])} ms.\n")
+        add("| imported by the ADD path (cumulative) | ms | heaviest by self time | ms |")
+        add("|---|---|---|---|")
+        for a, b in zip(imp["add_path_top_cumulative"], imp["add_path_top_self"], strict=False):
+            add(f"| `{a['module']}` | {a['median_ms']:.1f} | `{b['module']}` | "
+                f"{b['median_ms']:.1f} |")
+        add("")
+    kernel = results.get("kernel")
+    if kernel:
+        lat = kernel["latency"]
+        where = "User-Mode Linux" if kernel["in_uml"] else "natively"
+        add(f"### ADD+DEL latency per backend ({where}, kernel {kernel['kernel']}, median of "
+            f"{kernel['runs']} interleaved runs in one boot)\n")
+        add(f"Bond of two veths already in the pod (`linksInContainer`), active-backup, "
+            f"miimon 100, one address from the `static` IPAM plugin; `CNI_NETNS` "
+            f"`{lat['netns_path']}`. Floors: the same bond by hand with one `ip -batch` "
+            f"(ADD) and one `ip -batch` releasing and deleting it (DEL); bare interpreter "
+            f"`python -I -S -c pass`: {_ms(lat['floor_python']['median_ms'])} ms.\n")
+        add("| variant | ADD ms | p90 | x ip -batch | x python | DEL ms | p90 | x ip -batch "
+            "| processes per ADD | per DEL |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
+        for label, v in lat["variants"].items():
+            a, d = v["add"], v["del"]
+            sp, floor = v.get("spawns", {}), label.startswith("ip -batch")
+            add(f"| {label} | {_ms(a['median_ms'])} | {_ms(a['p90_ms'])} | "
+                f"{_x(a['x_ip_batch'])} | {_x(a['x_python'])} | {_ms(d['median_ms'])} | "
+                f"{_ms(d['p90_ms'])} | {_x(d['x_ip_batch'])} | "
+                f"{_programs(sp.get('add')) if not floor else '— (one ip)'} | "
+                f"{_programs(sp.get('del')) if not floor else '— (one ip)'} |")
+        for label, v in lat["variants"].items():
+            if "spawns_run_netns" in v:
+                s = v["spawns_run_netns"]
+                add(f"\n{label} with a `/run/netns/NAME` path (podman's; `ip -n NAME` needs "
+                    f"no nsenter): ADD {_programs(s['add'])}; DEL {_programs(s['del'])}.")
+        par = kernel["parallel"]
+        add(f"\n### {par['parallel']} parallel ADDs ({par['backend']}, links from the host, "
+            f"{par['rounds']} round(s))\n")
+        add("| | batch wall ms | per second | each: median | p95 | alone: median |")
+        add("|---|---|---|---|---|---|")
+        for what in ("add", "del"):
+            r = par[what]
+            add(f"| {what.upper()} | {_ms(r['wall']['median_ms'])} | {r['per_second']:.1f} | "
+                f"{_ms(r['each']['median_ms'])} | {_ms(r['each']['p95_ms'])} | "
+                f"{_ms(r['alone']['median_ms'])} |")
+        many = kernel["many_bonds"]
+        add(f"\n### Listing {many['bonds']} bonds (one dummy slave each; default backend "
+            f"{many['default_backend']})\n")
+        add("| command | median ms | p90 | x ip -d -j link show |")
+        add("|---|---|---|---|")
+        for label, r in many["commands"].items():
+            add(f"| `{label}` | {_ms(r['median_ms'])} | {_ms(r['p90_ms'])} | "
+                f"{_x(r['x_ip'])} |")
+        api = many["api_list_in_process"]
+        add(f"\n`Bonds(backend, netns).list()` in process, without the interpreter and imports: "
+            f"{_ms(api['median_ms'])} ms (p90 {_ms(api['p90_ms'])}).\n")
+    judged = goals(results)
+    if judged:
+        add("### Goals\n")
+        add("| goal | met | measured |")
+        add("|---|---|---|")
+        for g in judged:
+            met = {True: "yes", False: "**no**", None: "—"}[g["met"]]
+            add(f"| {g['goal']} | {met} | {g['measured']} |")
+        add("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def rewrite_section(path: Path, body: str) -> None:
+    """Replace what lies between the bench markers in `path` (appending them if absent)."""
+    text = path.read_text() if path.exists() else ""
+    block = f"{BEGIN}\n{body}{END}"
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
+    path.write_text(text)
