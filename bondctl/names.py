@@ -14,7 +14,10 @@ def check_ifname(name: object, what: str = "interface name") -> str:
     """Return `name` if the kernel would take it as an interface name, else raise."""
     if not isinstance(name, str):
         raise ValidationError(f"{what} must be a string, got {type(name).__name__}")
-    encoded = name.encode("utf-8", "surrogateescape")
+    try:
+        encoded = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" decodes
+        raise ValidationError(f"{what} {name!r} is not valid Unicode") from None
     if not encoded:
         raise ValidationError(f"{what} must not be empty")
     if len(encoded) >= IFNAMSIZ:

@@ -23,7 +23,7 @@ def _requested_version(stdin: bytes) -> str:
     """The cniVersion of the config, if it is one we speak: errors are reported in it."""
     try:
         obj = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return LATEST
     if isinstance(obj, dict):
         for key, value in obj.items():
@@ -40,6 +40,13 @@ def _read_stdin() -> bytes:
 
 def version_info(stdin: bytes) -> dict[str, Any]:
     return {"cniVersion": _requested_version(stdin), "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+_MAX_MSG = 1024  # runtimes log errors: a value echoed from a 10 MB stdin must not flood them
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= _MAX_MSG else text[: _MAX_MSG - 1] + "…"
 
 
 def _error(version: str, code: int, msg: str, details: str = "") -> int:
@@ -64,12 +71,14 @@ def main() -> int:
             from .errors import cni_code
 
             msg = getattr(exc, "msg", None) or f"internal error: {type(exc).__name__}: {exc}"
+            msg = _bounded(msg)
             if not hasattr(exc, "msg"):
                 import traceback  # to the log only: stdout carries the error JSON
 
                 log.error("".join(traceback.format_exception(exc)).rstrip())
             log.error(f"{os.environ.get('CNI_COMMAND')} failed: {msg}")
-            return _error(version, cni_code(exc), msg, str(getattr(exc, "details", "") or ""))
+            return _error(version, cni_code(exc), msg,
+                          _bounded(str(getattr(exc, "details", "") or "")))
     except KeyboardInterrupt:
         return _error(version, 100, "interrupted")
 

@@ -108,6 +108,8 @@ def decode(raw: bytes) -> dict[str, Any]:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CniError(DECODE_FAILURE, f"network configuration is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CniError(DECODE_FAILURE, "network configuration is nested too deeply") from None
     if not isinstance(obj, dict):
         raise CniError(DECODE_FAILURE, "network configuration must be a JSON object")
     return obj
@@ -275,8 +277,12 @@ def _named(field: str, check: Any, value: object) -> Any:
 
 
 def _with_cni_key(msg: str) -> str:
-    """Catalogue messages name the kernel option; a CNI user wrote the camelCase key."""
+    """Catalogue messages name the kernel option; a CNI user wrote the camelCase key. The
+    model's other messages (a slave listed twice, the bond among its slaves, a per-slave
+    option outside its modes) are about the links."""
     for opt in OPTIONS.values():
-        if msg.startswith((f"{opt.name} ", f"{opt.name}:")) and opt.cni_key != opt.name:
-            return f"{opt.cni_key}: {msg}"
-    return msg
+        if msg.startswith((f"{opt.name} ", f"{opt.name}:")):
+            return f"{opt.cni_key}: {msg}" if opt.cni_key != opt.name else msg
+    if msg.startswith(("mtu:", *(f"{name}:" for name in SLAVE_OPTIONS))):
+        return msg
+    return f"links: {msg}"

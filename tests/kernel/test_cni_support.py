@@ -125,15 +125,11 @@ class Env:
 
     def assert_nothing_left(self, before: dict[str, Any], *, in_pod: bool = False,
                             bond: str = "bond0") -> None:
-        """The one "nothing left" check: no bond, links as they were, no lease, no record."""
-        assert self.pod.link(bond) is None, f"{bond} is still in the pod"
-        where = self.pod if in_pod else self.host
-        assert self.snapshot(where, list(before)) == before
-        if not in_pod:
-            for name in before:
-                assert self.pod.link(name) is None, f"{name} stayed in the pod"
-        assert self.leases() == []
-        assert self.records() == []
+        """The one "nothing left" check, kept in tests/reliability/nothing_left.py: no bond,
+        links as they were, no lease, no record, no lock still held."""
+        from tests.reliability.nothing_left import assert_nothing_left
+
+        assert_nothing_left(self, before, in_pod=in_pod, bond=bond)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.state_dir, ignore_errors=True)

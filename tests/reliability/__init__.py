@@ -1,0 +1,1 @@
+"""Reliability suite: faults at every ADD step, concurrent ADD/DEL, hostile input."""
