@@ -73,18 +73,21 @@ def shard_count() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def partition(nodeids: list[str], shards: int) -> dict[str, int]:
+def partition(nodeids: list[str], shards: int,
+              weights: dict[str, int] | None = None) -> dict[str, int]:
     """Spread tests over guests: whole files where they are small (their module fixtures then
-    run once), in chunks where they are large, the biggest first to the least loaded guest."""
+    run once), in chunks where they are large, the heaviest first to the least loaded guest.
+    A test weighs 1 unless marked `uml_weight(n)` (n typical tests' time)."""
+    weigh = (weights or {}).get
     by_file: dict[str, list[str]] = {}
     for nodeid in nodeids:
         by_file.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
     units = [ids[i:i + CHUNK] for ids in by_file.values() for i in range(0, len(ids), CHUNK)]
     load = [0] * shards
     owner: dict[str, int] = {}
-    for unit in sorted(units, key=len, reverse=True):
+    for unit in sorted(units, key=lambda u: sum(weigh(n, 1) for n in u), reverse=True):
         index = load.index(min(load))
-        load[index] += len(unit)
+        load[index] += sum(weigh(n, 1) for n in unit)
         owner.update(dict.fromkeys(unit, index))
     return owner
 
@@ -155,7 +158,9 @@ class KernelSuite:
         if self.mode.kind == "native":
             return
         ci = is_ci()
-        self.owner = partition([item.nodeid for item in kernel], shard_count())
+        weights = {item.nodeid: int(mark.args[0]) for item in kernel
+                   for mark in [item.get_closest_marker("uml_weight")] if mark}
+        self.owner = partition([item.nodeid for item in kernel], shard_count(), weights)
         proxies = {
             item.nodeid: KernelProxyItem.wrap(item, fetch=fetch, missing=missing, ci=ci)
             for item in kernel

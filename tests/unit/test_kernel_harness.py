@@ -124,3 +124,12 @@ def test_partition_keeps_small_files_whole_and_balances():
     loads = [sum(1 for g in owner.values() if g == i) for i in (0, 1)]
     assert abs(loads[0] - loads[1]) <= CHUNK
     assert partition(big, 1) == dict.fromkeys(big, 0)
+
+
+def test_partition_spreads_heavy_tests():
+    from tests.harness.plugin import partition
+
+    heavy = [f"tests/reliability/test_c.py::r{i}" for i in range(4)]
+    light = [f"tests/kernel/test_l{i}.py::t" for i in range(20)]
+    owner = partition(heavy + light, 2, dict.fromkeys(heavy, 45))
+    assert {owner[n] for n in light} == {1 - owner[heavy[0]]}
