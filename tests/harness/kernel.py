@@ -12,9 +12,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bondctl import uml as bondctl_uml
+
 IN_UML_ENV = "BONDCTL_IN_UML"
-UML_BINARY = "linux.uml"
-UML_MODULES = Path("/usr/lib/uml/modules")
+UML_MODULES = bondctl_uml.UML_MODULES
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,6 @@ def native_bonding() -> tuple[bool, str]:
     return True, ""
 
 
-def uml_binary() -> str | None:
-    return shutil.which(UML_BINARY)
-
-
-def uml_release() -> str | None:
-    """The UML kernel's release, known from its modules directory before it boots."""
-    try:
-        versions = sorted(p.name for p in UML_MODULES.iterdir() if p.is_dir())
-    except OSError:
-        return None
-    return versions[-1] if versions else None
+# One place knows where UML lives: the demo's runtime module.
+uml_binary = bondctl_uml.binary
+uml_release = bondctl_uml.release
