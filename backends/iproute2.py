@@ -255,7 +255,7 @@ def _bond(item: Mapping[str, Any], slaves: Iterable[Mapping[str, Any]], netns: N
     ad_info = data.get("ad_info")
     return BondState(
         name=item["ifname"],
-        mode=str(OPTIONS["mode"].parse(data.get("mode", "balance-rr"))),
+        mode=str(OPTIONS["mode"].parse(data.get("mode", OPTIONS["mode"].default))),
         options=_bond_options(data),
         slaves=tuple(_slave(s) for s in sorted(slaves, key=lambda s: int(s["ifindex"]))),
         up="UP" in item.get("flags", []),

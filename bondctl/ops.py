@@ -17,6 +17,7 @@ from .options import (
     OPTIONS,
     SLAVE_OPTIONS,
     Value,
+    after_change,
     check_combination,
     lookup,
     mode_number,
@@ -181,7 +182,7 @@ class Bonds:
         if mode != state.mode:
             changes = {"mode": mode, **changes}
         check_supported(self.backend, changes)
-        check_combination(mode, _merged_view(state.options, changes), state.slave_names,
+        check_combination(mode, after_change(state.options, changes), state.slave_names,
                           changed=[k for k in changes if k != "mode"])
         outcome = Outcome(state)
         if not changes:
@@ -237,17 +238,6 @@ def _check_free(slave: str, links: Mapping[str, Link]) -> None:
         raise ValidationError(f"link {slave} is already enslaved to {link.master}")
     if link.kind == "bond":
         raise ValidationError(f"link {slave} is itself a bond")
-
-
-def _merged_view(current: Mapping[str, Value], changes: Mapping[str, Value]) -> dict[str, Value]:
-    """The options as the kernel will hold them: switching monitors turns the other one off."""
-    merged = {**current, **changes}
-    if int(changes.get("arp_interval", 0)) > 0 and "miimon" not in changes:  # type: ignore[arg-type]
-        merged["miimon"] = 0
-    if int(changes.get("miimon", 0)) > 0 and "arp_interval" not in changes:  # type: ignore[arg-type]
-        merged["arp_interval"] = 0
-    merged.pop("mode", None)
-    return merged
 
 
 def _enslave_steps(bond: str, slave: str, options: Mapping[str, int]) -> list[Step]:

@@ -538,6 +538,18 @@ def effective_miimon(mode: str, options: Mapping[str, Value]) -> int:
     return int(OPTIONS["miimon"].default)  # type: ignore[arg-type]
 
 
+def after_change(current: Mapping[str, Value], changes: Mapping[str, Value]) -> dict[str, Value]:
+    """The options as the kernel will hold them after a live change: turning one link monitor
+    on turns the other off (bond_option_miimon_set, bond_option_arp_interval_set)."""
+    merged = {**current, **changes}
+    if int(changes.get("arp_interval", 0)) > 0 and "miimon" not in changes:  # type: ignore[arg-type]
+        merged["miimon"] = 0
+    if int(changes.get("miimon", 0)) > 0 and "arp_interval" not in changes:  # type: ignore[arg-type]
+        merged["arp_interval"] = 0
+    merged.pop("mode", None)
+    return merged
+
+
 def check_combination(
     mode: str,
     options: Mapping[str, Value],

@@ -20,6 +20,7 @@ from bondctl.cli.views import (
     Problem,
     SlaveView,
 )
+from bondctl.options import AB, LACP, MODES
 
 OK, WARN, BAD, DIM = "green", "yellow", "bold red", "dim"
 _STATE_STYLE = {"up": OK, "degraded": WARN, "down": WARN, "no-carrier": BAD}
@@ -65,7 +66,7 @@ def header(view: BondView) -> Text:
     text.append(f"  {view.mode}  ")
     text.append(view.state, style=_state_style(view))
     text.append(f"  mtu {view.mtu}  mac {view.mac}  netns {_ns(view)}")
-    if view.active_slave or view.mode == "active-backup":
+    if view.active_slave or view.mode == MODES[AB]:
         text.append("  active ")
         text.append(view.active_slave or "none", style="" if view.active_slave else BAD)
     return text
@@ -95,7 +96,7 @@ def _speed(slave: SlaveView) -> str:
 
 
 def slaves_table(view: BondView) -> Table:
-    lacp = view.mode == "802.3ad"
+    lacp = view.mode == MODES[LACP]
     table = Table(box=None, pad_edge=False, header_style="bold")
     columns = ["SLAVE", "STATE", "MII", "FAILURES", "PERM MAC", "SPEED", "DUPLEX", "QUEUE"]
     if lacp:
@@ -148,8 +149,8 @@ def bond_detail(view: BondView, *, show_all: bool = False) -> Group:
                           "shows them)", style=DIM))
     parts += [Text(), Text("Slaves", style="bold underline")]
     parts.append(slaves_table(view) if view.slaves else Text("none", style=WARN))
-    if view.mode == "802.3ad":
-        parts += [Text(), Text("802.3ad", style="bold underline"), ad_table(view)]
+    if view.mode == MODES[LACP]:
+        parts += [Text(), Text(MODES[LACP], style="bold underline"), ad_table(view)]
     return Group(*parts)
 
 

@@ -187,3 +187,12 @@ def test_mtu_and_mac():
 
 def test_mode_table_is_the_kernels():
     assert MODES.index("802.3ad") == 4 and MODES.index("balance-alb") == 6
+
+
+def test_turning_one_monitor_on_turns_the_other_off():
+    from bondctl.options import after_change
+
+    assert after_change({"miimon": 100}, {"arp_interval": 200}) == {
+        "miimon": 0, "arp_interval": 200}
+    assert after_change({"arp_interval": 200}, {"miimon": 50, "mode": "802.3ad"}) == {
+        "miimon": 50, "arp_interval": 0}
