@@ -26,7 +26,7 @@ from tests.reliability.nothing_left import LinkView, assert_nothing_left
 
 CATEGORY = "concurrency"
 ROUNDS = int(os.environ.get("BONDCTL_RELIABILITY_ROUNDS", "10"))
-pytestmark = pytest.mark.uml_weight(45)  # a round is ~90 s in UML, a typical test ~2 s
+pytestmark = pytest.mark.uml_weight(20)  # a round is ~90 s in UML, a typical test ~4 s
 PAIRS = 32
 FIGHTERS = 8
 CLEAN_LOSS = (11, 101)  # a link held by an ADD in flight / owned by an attachment
