@@ -509,6 +509,65 @@ def suggest(key: str) -> str | None:
     return close[0] if close else None
 
 
+def near_miss(key: str, known: Iterable[str]) -> str | None:
+    """The known key that `key` is one slip away from: the same but for letter case, or one
+    edit apart (a letter inserted, dropped, changed, or two neighbours swapped), compared
+    without case. None when `key` is itself known, or nothing is that close.
+
+    For config keys (CNI): a near miss is a typo to refuse with "did you mean", while a key
+    far from every known one belongs to someone else and is ignored."""
+    names = list(known)
+    if key in names:
+        return None
+    folded = key.lower()
+    for name in names:
+        if name.lower() == folded:
+            return name
+    for name in names:
+        if _one_edit(folded, name.lower()):
+            return name
+    return None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (
+            len(diff) == 2 and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1:]
+
+
+def ineffective(mode: str, options: Mapping[str, Value]) -> list[tuple[str, str]]:
+    """(option, why) for each option of `options` (canonical, from parse_options) that the
+    kernel accepts in `mode` but that changes nothing there (Option.effective), given with a
+    value other than the kernel default.
+
+    The rule, shared by the CLI and the CNI plugin (docs/cli.md, "Options without effect"):
+    such an option is applied, never refused (the kernel takes and keeps it, it takes effect
+    if the mode changes later, and configs written for bond-cni carry them), but never in
+    silence either: each one is warned about, naming the modes where it would work. Options
+    the kernel refuses in the mode (not in Option.modes) are errors: check_combination.
+    """
+    number = mode_number(mode)
+    out = []
+    for name, value in options.items():
+        opt = OPTIONS.get(name)
+        if opt is None or number in opt.effective or number not in opt.modes:
+            continue
+        if value == opt.default:
+            continue  # nothing asked for, nothing lost
+        out.append((name, f"{name} has no effect in mode {mode}; it takes effect in: "
+                          f"{opt.mode_names(opt.effective)}"))
+    return out
+
+
 def mode_number(mode: str) -> int:
     return MODES.index(mode)
 

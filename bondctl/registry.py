@@ -44,6 +44,7 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.origins: dict[str, str] = {}
         self.errors: list[str] = []  # plugins that failed to load, for `bondctl backends`
+        self.skipped: dict[str, str] = {}  # entry point name -> why it was not loaded
         if entry_point_group:
             self._load_entry_points(entry_point_group)
         for module in modules:
@@ -54,7 +55,11 @@ class Registry:
     def _load_entry_points(self, group: str) -> None:
         only, blocked = _names("BONDCTL_PLUGINS"), _names("BONDCTL_DISABLE_PLUGINS") or set()
         for ep in entry_points(group):
-            if ep.name in blocked or (only is not None and ep.name not in only):
+            if ep.name in blocked:
+                self.skipped[ep.name] = "blocked by BONDCTL_DISABLE_PLUGINS"
+                continue
+            if only is not None and ep.name not in only:
+                self.skipped[ep.name] = "not in BONDCTL_PLUGINS"
                 continue
             module_name, _, attr = ep.value.partition(":")
             try:
@@ -62,7 +67,9 @@ class Registry:
                 if attr:
                     plugin = getattr(plugin, attr)
             except Exception as exc:
-                self.errors.append(f"{ep.name} ({ep.dist}): cannot load {ep.value}: {exc}")
+                reason = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
+                self.errors.append(f"{ep.name} ({ep.dist}): {reason}")
+                self.skipped[ep.name] = reason
                 continue
             if self.pm.is_registered(plugin):
                 continue
@@ -90,7 +97,10 @@ class Registry:
         info = self.backends().get(name)
         if info is None:
             known = ", ".join(sorted(self.backends())) or "none"
-            raise BackendUnavailableError(f"no backend named {name!r}; installed: {known}")
+            message = f"no backend named {name!r}; installed: {known}"
+            if name in self.skipped:  # installed, but it did not load: a host problem
+                raise BackendUnavailableError(f"{message} ({name}: {self.skipped[name]})")
+            raise ValidationError(message)  # a typo in the name: a usage error
         return info
 
     def select(self, name: str | None = None) -> Backend:
@@ -109,4 +119,9 @@ class Registry:
             if available.ok:
                 return info.cls()
             reasons.append(f"{info.name}: {available.reason}")
+        # Never an empty reason: a backend that did not even load says why.
+        reasons += [f"{name}: {why}" for name, why in self.skipped.items()]
+        if not reasons:
+            reasons.append("no backend is installed (no `bondctl.backends` entry point on "
+                           "sys.path)")
         raise BackendUnavailableError("no backend is available here: " + "; ".join(reasons))

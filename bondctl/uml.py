@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 UML_BINARY = "linux.uml"
 UML_MODULES = Path("/usr/lib/uml/modules")
@@ -41,7 +41,7 @@ ip link set lo up
 modprobe -a -q -d /usr/lib/uml bonding veth bridge >/dev/null 2>&1
 echo booted >"$BONDCTL_RUN_DIR/booted"
 echo "@@bondctl-start@@"
-"$BONDCTL_PYTHON" -m bondctl.uml "$BONDCTL_RUN_DIR/job.json"
+"$BONDCTL_PYTHON" -P -m bondctl.uml "$BONDCTL_RUN_DIR/job.json"
 echo $? >"$BONDCTL_RUN_DIR/status"
 echo "@@bondctl-end@@"
 sync
@@ -52,6 +52,13 @@ poweroff -f
 class Availability(NamedTuple):
     ok: bool
     reason: str
+
+
+def bondctl_argv() -> list[str]:
+    """How to start this very bondctl again, in the guest: this interpreter with -P, so the
+    working directory (a clone of the repository, whose source tree lacks the installed
+    bondctl.backends) is not put first on sys.path to shadow the installed package."""
+    return [sys.executable, "-P", "-m", "bondctl.cli"]
 
 
 def binary() -> str | None:
@@ -105,36 +112,55 @@ def ensure_module_symlinks() -> None:
         pass  # not root: the guest's modprobe says what is missing
 
 
-def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0,
-        output: IO[bytes] | None = None, mem: str = "384M") -> int:
+def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float | None = 120.0,
+        output: IO[bytes] | None = None, mem: str = "384M", stdin: bytes | None = None,
+        terminal: bool = False, own_stderr: bool = False) -> int:
     """Boot UML, run `argv` inside (its output going to `output`, default our stdout) and
-    return its exit status; 125 when the guest did not get to run it."""
+    return its exit status; 125 when the guest did not get to run it.
+
+    stdin: bytes the command reads as its stdin (default: nothing). terminal: our stdin, a
+    terminal, becomes the command's controlling terminal (a shell, Ctrl-C reaching the
+    command). own_stderr: the command's stderr comes out on our stderr (a second console),
+    not mixed into its stdout.
+    """
     if not availability().ok:
         raise RuntimeError(availability().reason)
     ensure_module_symlinks()
     run_dir = Path(tempfile.mkdtemp(prefix="bondctl-uml-", dir="/tmp"))
     proc: subprocess.Popen[bytes] | None = None
+    saved_tty = _save_terminal() if terminal else None
     try:
         init = run_dir / "init.sh"
         init.write_text(INIT_SCRIPT)
         init.chmod(0o755)
-        job = {"argv": argv, "env": {**(env or {}), GUEST_ENV: "1"}, "cwd": os.getcwd()}
+        if stdin is not None:
+            (run_dir / "stdin").write_bytes(stdin)
+        out = output if output is not None else sys.stdout.buffer
+        job = {"argv": argv, "env": {**(env or {}), GUEST_ENV: "1"}, "cwd": os.getcwd(),
+               "stdin": str(run_dir / "stdin") if stdin is not None else None,
+               "terminal": terminal, "stderr": "tty1" if own_stderr else None,
+               # The guest's tty turns \n into \r\n; only a terminal wants that.
+               "raw_stdout": not _isatty(out),
+               "raw_stderr": not _isatty(sys.stderr)}
         (run_dir / "job.json").write_text(json.dumps(job))
         command = [
             binary() or UML_BINARY, f"mem={mem}", f"uml_dir={run_dir / 'uml'}",
             "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw", "quiet",
             f"init={init}", "con=null", "con0=fd:0,fd:1",
+            *(["con1=null,fd:2"] if own_stderr else []),
             f"BONDCTL_RUN_DIR={run_dir}", f"BONDCTL_PYTHON={sys.executable}",
         ]
         if any(any(c.isspace() for c in part) for part in command):
             raise RuntimeError("UML boot parameters cannot carry whitespace")
-        out = output if output is not None else sys.stdout.buffer
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.flush()
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+            sys.stderr.flush()
+        proc = subprocess.Popen(command, stdin=None if terminal else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=None if own_stderr else subprocess.DEVNULL,
+                                start_new_session=not terminal)
         assert proc.stdout is not None
-        _relay(proc.stdout, out, time.monotonic() + timeout)
+        _relay(proc.stdout, out, None if timeout is None else time.monotonic() + timeout)
         proc.wait(timeout=10)
         try:
             return int((run_dir / "status").read_text().strip())
@@ -143,15 +169,40 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 
     finally:
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL) if not terminal else proc.kill()
             proc.wait()
+        if saved_tty is not None:
+            _restore_terminal(saved_tty)  # UML puts our terminal in raw mode
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return os.isatty(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _save_terminal() -> list[Any] | None:
+    import termios
+
+    try:
+        return termios.tcgetattr(0)
+    except (termios.error, OSError):
+        return None
+
+
+def _restore_terminal(saved: list[Any]) -> None:
+    import termios
+
+    with contextlib.suppress(termios.error, OSError):
+        termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
 START, END = b"@@bondctl-start@@", b"@@bondctl-end@@"
 
 
-def _relay(source: IO[bytes], out: IO[bytes], deadline: float) -> None:
+def _relay(source: IO[bytes], out: IO[bytes], deadline: float | None) -> None:
     """Copy the guest's console to `out`, without the kernel's own boot and power-off lines:
     only what comes between init's start and end markers."""
     import select
@@ -159,7 +210,7 @@ def _relay(source: IO[bytes], out: IO[bytes], deadline: float) -> None:
     pending, started = b"", False
     fd = source.fileno()
     while True:
-        left = deadline - time.monotonic()
+        left = 0.5 if deadline is None else deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("User-Mode Linux did not finish in time")
         ready, _, _ = select.select([fd], [], [], min(left, 0.5))
@@ -182,10 +233,13 @@ def _relay(source: IO[bytes], out: IO[bytes], deadline: float) -> None:
             out.flush()
             pending, started = b"", False
             continue
-        keep = len(END)  # a marker may straddle two reads
-        out.write(pending[:-keep])
+        # Hold back only what may be the start of the end marker (a shell's prompt must
+        # show at once, not when more output comes).
+        keep = next((n for n in range(min(len(END) - 1, len(pending)), 0, -1)
+                     if END.startswith(pending[-n:])), 0)
+        out.write(pending[:len(pending) - keep])
         out.flush()
-        pending = pending[-keep:]
+        pending = pending[len(pending) - keep:]
 
 
 def _guest_main(job_file: str) -> None:
@@ -193,7 +247,55 @@ def _guest_main(job_file: str) -> None:
         job = json.load(fh)
     os.chdir(job["cwd"])
     env = {**os.environ, **job["env"]}
-    os.execve(job["argv"][0], job["argv"], env)  # noqa: S606 (argv list, no shell)
+    os.environ.update(job["env"])
+    if job.get("stdin"):
+        _redirect(0, job["stdin"], os.O_RDONLY)
+    elif not job.get("terminal", True):
+        _redirect(0, os.devnull, os.O_RDONLY)
+    if job.get("stderr"):
+        _redirect(2, f"/dev/{job['stderr']}", os.O_WRONLY | os.O_NOCTTY)
+    if job.get("terminal"):
+        _take_terminal()
+    for fd, raw in ((1, job.get("raw_stdout")), (2, job.get("raw_stderr"))):
+        if raw:
+            _no_output_processing(fd)
+    os.execvpe(job["argv"][0], job["argv"], env)  # noqa: S606 (argv list, no shell)
+
+
+def _redirect(fd: int, path: str, flags: int) -> None:
+    new = os.open(path, flags)
+    os.dup2(new, fd)
+    os.close(new)
+
+
+def _take_terminal() -> None:
+    """Make the console our controlling terminal, so Ctrl-C and job control work."""
+    import fcntl
+    import termios
+
+    with contextlib.suppress(OSError):
+        os.setsid()
+        active = Path("/sys/class/tty/console/active").read_text().split()[-1]
+        fd = os.open(f"/dev/{active}", os.O_RDWR)
+        fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+        columns, lines = int(os.environ.get("COLUMNS", 0)), int(os.environ.get("LINES", 0))
+        if columns and lines:  # the console starts 0x0: full-screen programs need a size
+            import struct
+
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        for target in (0, 1):
+            os.dup2(fd, target)
+        os.close(fd)
+
+
+def _no_output_processing(fd: int) -> None:
+    """Bytes out as written: no \r added before \n (the host side is not a terminal)."""
+    import termios
+
+    with contextlib.suppress(termios.error, OSError):
+        attrs = termios.tcgetattr(fd)
+        attrs[1] &= ~termios.OPOST
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
 if __name__ == "__main__":

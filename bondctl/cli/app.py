@@ -13,7 +13,7 @@ import typer
 
 from bondctl import __version__
 from bondctl.cli.flags import collect, mode_help, with_catalogue_flags
-from bondctl.cli.session import Session, handled, session_of
+from bondctl.cli.session import EXIT_INTERRUPTED, Session, error_line, handled, session_of
 
 app = typer.Typer(
     name="bondctl",
@@ -23,6 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+# Below 0.1 s the redraw loop spins a CPU; above an hour a typo is likelier than intent.
+WATCH_INTERVAL = (0.1, 3600)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (never styled) instead.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the commands, change nothing.")]
@@ -95,7 +98,13 @@ def create(
     json_: JsonOpt = False,
     **flags: object,
 ) -> None:
-    """Create a bond, enslave its links and read it back."""
+    """Create a bond, enslave its links and read it back.
+
+    In the option help, "Modes:" lists the only modes the kernel accepts an option in (in
+    any other mode it is an error, exit 2); "Takes effect in:" lists the modes where an
+    option the kernel accepts in every mode changes anything (in any other it is applied,
+    with a warning on stderr).
+    """
     from bondctl.cli import change
 
     session = _session(ctx, json_=json_, dry_run=dry_run)
@@ -211,7 +220,10 @@ def show(
 def watch(
     ctx: typer.Context,
     name: NameArg,
-    interval: Annotated[float, typer.Option(help="Seconds between redraws.")] = 1.0,
+    interval: Annotated[float, typer.Option(
+        min=WATCH_INTERVAL[0], max=WATCH_INTERVAL[1],
+        help="Seconds between redraws when no link event comes "
+             f"({WATCH_INTERVAL[0]} to {WATCH_INTERVAL[1]}).")] = 1.0,
     count: Annotated[int, typer.Option(help="Stop after this many redraws (0: never).")] = 0,
     once: Annotated[bool, typer.Option("--once", help="Draw once and exit.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")] = False,
@@ -287,6 +299,25 @@ def demo(
     tour.run(_session(ctx), here=here, force_uml=uml, pace=pace)
 
 
+@app.command(context_settings={"allow_interspersed_args": False,
+                                "ignore_unknown_options": True})
+@handled
+def sandbox(
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(
+        help="The command and its arguments, after `--` (default: your $SHELL).",
+        show_default=False, metavar="[-- CMD...]")] = None,
+    uml: Annotated[bool, typer.Option("--uml", help="Use User-Mode Linux even if this "
+                                      "kernel can make bonds.")] = False,
+) -> None:
+    """A shell, or one command, where bonds can be made: here if this kernel has bonding,
+    else inside User-Mode Linux. Its output and exit status are the command's."""
+    from bondctl.cli import shell
+
+    status = shell.run(_session(ctx), list(command or []), force_uml=uml)
+    raise typer.Exit(status)
+
+
 cni_app = typer.Typer(help="The bond CNI plugin on this node.", no_args_is_help=True)
 app.add_typer(cni_app, name="cni")
 
@@ -308,4 +339,28 @@ def cni_install(
 
 
 def run() -> None:
-    app(prog_name="bondctl")
+    """The console script: typer's usage errors become one line on stderr, like every other
+    error (docs/cli.md), instead of click's usage block."""
+    import sys
+
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # typer before it vendored click
+        from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore
+
+    try:
+        status = app(prog_name="bondctl", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # `bondctl` alone prints the help
+        status = exc.exit_code
+    except ClickException as exc:
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see `{ctx.command_path} --help`)"
+        error_line(exc.format_message().rstrip(".") + hint)
+        status = exc.exit_code
+    except typer.Abort:
+        error_line("interrupted")
+        status = EXIT_INTERRUPTED
+    sys.exit(status if isinstance(status, int) else 0)

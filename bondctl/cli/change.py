@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from bondctl.cli.session import Session, note, print_json
+from bondctl.cli.session import Session, note, print_json, warning
 from bondctl.names import check_ifname
 from bondctl.ops import Bonds, Outcome
 
@@ -34,11 +34,20 @@ def _finish(session: Session, bonds: Bonds, outcome: Outcome, done: str) -> None
     print(done)
 
 
+def warn_ineffective(mode: str, options: Mapping[str, object]) -> None:
+    """The catalogue's rule for options without effect in the mode: applied, with a warning."""
+    from bondctl.options import ineffective
+
+    for _name, why in ineffective(mode, options):  # type: ignore[arg-type]
+        warning(why)
+
+
 def create(session: Session, name: str, mode: str, options: Mapping[str, object],
            slaves: Sequence[str], mtu: str | None, mac: str | None, *, up: bool = True) -> None:
     from bondctl.model import BondSpec
 
     spec = BondSpec.build(name, mode, options, list(slaves), mtu=mtu, mac=mac, up=up)
+    warn_ineffective(spec.mode, spec.options)
     bonds = session.bonds()
     outcome = bonds.create(spec)
     members = ", ".join(spec.slave_names) or "no slaves"
@@ -77,8 +86,10 @@ def set_options(session: Session, name: str, pairs: Sequence[str]) -> None:
 
     check_ifname(name, "bond name")
     raw = parse_pairs(pairs)
-    parse_options(raw)  # every key and value checked before a backend is even chosen
+    changes = parse_options(raw)  # every key and value checked before a backend is chosen
     bonds = session.bonds()
+    mode = str(changes.pop("mode", "") or bonds.show(name).mode)
+    warn_ineffective(mode, changes)
     outcome = bonds.set_options(name, raw)
     changed = ", ".join(f"{k}={v}" for step in outcome.steps
                         for k, v in getattr(step, "options", {}).items()

@@ -10,7 +10,6 @@ same tour runs inside User-Mode Linux when it is installed.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -56,7 +55,7 @@ def run(session: Session, *, here: bool, force_uml: bool, pace: float) -> None:
     out.print(f"[bold]This kernel cannot make bonds[/] ({why}).", highlight=False)
     out.print(f"Running the demo inside User-Mode Linux instead ({fallback.reason}); booting "
               "takes a few seconds…\n", highlight=False)
-    argv = [sys.executable, "-m", "bondctl.cli"]
+    argv = uml.bondctl_argv()
     if session.backend:
         argv += ["--backend", session.backend]
     argv += ["demo", "--here", "--pace", str(pace)]
@@ -156,6 +155,9 @@ def tour(session: Session, out: Console, pace: float) -> None:
     out.print(f"    done in {time.monotonic() - started:.1f} s; nothing is left behind.\n")
     out.print("Next: [bold]bondctl doctor[/] checks this host; [bold]bondctl create --help"
               "[/] lists every option; [bold]bondctl watch BOND[/] is the live view.")
+    if _in_uml():
+        out.print("This host's kernel has no bonding: [bold]bondctl sandbox[/] opens a shell "
+                  "inside User-Mode Linux where every command works.")
 
 
 def _failover(session: Session, out: Console, host: str, switch: str, port: str,

@@ -28,6 +28,7 @@ EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
 
 FORCE_TERMINAL_ENV = "BONDCTL_FORCE_TERMINAL"
+UNWRAPPED_WIDTH = 10_000  # the console width when stdout is not a terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,9 +66,14 @@ def console(file: TextIO | None = None, *, width: int | None = None,
     # The demo inside User-Mode Linux writes to the guest's console, a tty even when our own
     # stdout is a pipe: the host says which it is.
     forced = os.environ.get(FORCE_TERMINAL_ENV)
-    return Console(file=file or sys.stdout, width=width, record=record, highlight=False,
-                   soft_wrap=False, emoji=False,
-                   force_terminal=None if forced is None else forced == "1")
+    out = Console(file=file or sys.stdout, width=width, record=record, highlight=False,
+                  soft_wrap=False, emoji=False,
+                  force_terminal=None if forced is None else forced == "1")
+    if width is None and not out.is_terminal:
+        # A pipe or a file has no width: rich would wrap at 80 columns (or $COLUMNS) and cut
+        # lines a script greps for. Nothing here fills the width, so a wide one is safe.
+        out.width = UNWRAPPED_WIDTH
+    return out
 
 
 def print_json(data: object) -> None:
@@ -79,6 +85,10 @@ def print_json(data: object) -> None:
 def note(message: str) -> None:
     """Diagnostics and notes go to stderr, so stdout stays the result."""
     print(message, file=sys.stderr)
+
+
+def warning(message: str) -> None:
+    print(f"bondctl: warning: {message}", file=sys.stderr)
 
 
 def error_line(message: str) -> None:

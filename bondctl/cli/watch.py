@@ -280,7 +280,13 @@ def run(session: Session, name: str, *, interval: float, count: int) -> None:
                 return
             wait(watcher.sock, interval)
     except KeyboardInterrupt:
-        return  # Ctrl-C is how a watch ends
+        # Ctrl-C is how a watch ends: no error line, but the documented status, so a script
+        # can tell an interrupted watch from one that reached --count.
+        import typer
+
+        from bondctl.cli.session import EXIT_INTERRUPTED
+
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         if live is not None:
             live.stop()

@@ -76,7 +76,8 @@ def main() -> int:
                 import traceback  # to the log only: stdout carries the error JSON
 
                 log.error("".join(traceback.format_exception(exc)).rstrip())
-            log.error(f"{os.environ.get('CNI_COMMAND')} failed: {msg}")
+            command = os.environ.get("CNI_COMMAND")
+            log.error(f"{command} failed: {msg}" if command else msg)  # never "None failed"
             return _error(version, cni_code(exc), msg,
                           _bounded(str(getattr(exc, "details", "") or "")))
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ import pytest
 from bondctl.backend import Availability
 from bondctl.backends.iproute2 import Iproute2Backend
 from bondctl.entrypoints import entry_points
-from bondctl.errors import BackendUnavailableError
+from bondctl.errors import BackendUnavailableError, ValidationError
 from bondctl.hookspecs import hookimpl
 from bondctl.registry import Registry
 
@@ -63,9 +63,32 @@ def test_blocking_by_environment(monkeypatch):
     assert Registry().backends() == {}
 
 
-def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(BackendUnavailableError, match="no backend named 'nope'; installed"):
+def test_unknown_backend_is_a_usage_error():
+    with pytest.raises(ValidationError, match="no backend named 'nope'; installed"):
         Registry().select("nope")
+
+
+def test_a_backend_that_did_not_load_is_unavailable_with_its_reason(monkeypatch):
+    monkeypatch.setenv("BONDCTL_DISABLE_PLUGINS", "sysfs")
+    with pytest.raises(BackendUnavailableError, match=r"sysfs: blocked by BONDCTL_DISABLE"):
+        Registry().select("sysfs")
+
+
+def test_no_backend_available_always_says_why(monkeypatch):
+    """The empty `no backend is available here: ` of a shadowed source tree: every entry
+    point failing to import must show up in the reason."""
+    from bondctl import registry as registry_module
+    from bondctl.entrypoints import EntryPoint
+
+    broken = [EntryPoint("netlink", "bondctl.backends.no_such_module", "bondctl", "0")]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: broken)
+    with pytest.raises(BackendUnavailableError) as caught:
+        Registry().select()
+    assert "netlink: cannot load bondctl.backends.no_such_module: ModuleNotFoundError" in str(
+        caught.value)
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [])
+    with pytest.raises(BackendUnavailableError, match="no backend is installed"):
+        Registry().select()
 
 
 def test_light_marker_matches_pluggys():
