@@ -97,6 +97,10 @@ RT_TABLE_UNSPEC = 0
 RT_TABLE_MAIN = 254
 
 RTNLGRP_LINK = 1
+RTNLGRP_IPV4_IFADDR = 5
+RTNLGRP_IPV4_ROUTE = 7
+RTNLGRP_IPV6_IFADDR = 9
+RTNLGRP_IPV6_ROUTE = 11
 
 # --- linux/if_link.h ---------------------------------------------------------------------------
 IFLA_ADDRESS = 1
@@ -1012,6 +1016,13 @@ class Rtnl:
 
         An OSError(ENOBUFS) means notifications were lost: list_links() again.
         """
+        for msg in self.notifications(timeout):
+            if msg.type in (RTM_NEWLINK, RTM_DELLINK):
+                yield ("new" if msg.type == RTM_NEWLINK else "del"), decode_link(msg)
+
+    def notifications(self, timeout: float | None = None) -> Iterator[NlMsg]:
+        """Every message of the groups this socket joined, undecoded; ends after `timeout`
+        seconds without one (None: never)."""
         self._sock.settimeout(timeout)
         try:
             while True:
@@ -1019,9 +1030,7 @@ class Rtnl:
                     data = self._recv()
                 except TimeoutError:
                     return
-                for msg in parse_messages(data):
-                    if msg.type in (RTM_NEWLINK, RTM_DELLINK):
-                        yield ("new" if msg.type == RTM_NEWLINK else "del"), decode_link(msg)
+                yield from parse_messages(data)
         finally:
             self._sock.settimeout(None)
 

@@ -2,9 +2,10 @@
 
 A file holds one bond, a list of bonds, or {"bonds": [...]}; each bond has name, mode,
 options (any spelling the catalogue knows), slaves (names, or {name, queue_id, prio}), and
-optionally mtu, mac and netns. Applying is idempotent: only what differs is changed, through
-the same bondctl.ops calls as the other commands, and nothing is touched when nothing
-differs (no link flaps on a re-apply).
+optionally mtu, mac, netns, addresses, routes and vlans (bondctl.ipconfig). Applying is
+idempotent: only what differs is changed, through the same bondctl.ops calls as the other
+commands (addresses, routes and VLANs through bondctl.ipconfig), and nothing is touched when
+nothing differs (no link flaps, no address or route notification on a re-apply).
 """
 
 from __future__ import annotations
@@ -12,24 +13,18 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bondctl import ipconfig
 from bondctl.cli.session import Session, console, note, print_json
 from bondctl.cli.views import OptionCheck, PlanView
+from bondctl.document import Bond as Entry
+from bondctl.document import from_mapping
 from bondctl.errors import DriftError, NotFoundError, UnsupportedError, ValidationError
-from bondctl.model import BondSpec, BondState, diff
+from bondctl.model import BondSpec, BondState, Drift, diff
 from bondctl.ops import Bonds
 from bondctl.steps import SetLink, SetSlave, Step, describe
-
-_KEYS = ("name", "mode", "options", "slaves", "mtu", "mac", "netns", "up")
-
-
-@dataclass(frozen=True)
-class Entry:
-    spec: BondSpec
-    netns: str | None
 
 
 def load(path: Path) -> list[Entry]:
@@ -39,7 +34,7 @@ def load(path: Path) -> list[Entry]:
     if isinstance(data, Mapping) and "bonds" in data and "name" not in data:
         data = data["bonds"]
     items = data if isinstance(data, list) else [data]
-    entries = [_entry(item, i) for i, item in enumerate(items)]
+    entries = [from_mapping(item, i) for i, item in enumerate(items)]
     seen: set[tuple[str | None, str]] = set()
     for entry in entries:
         key = (entry.netns, entry.spec.name)
@@ -77,48 +72,6 @@ def _parse(text: str, path: Path) -> Any:
         raise ValidationError(f"{path}: invalid YAML: {exc}") from None
 
 
-def _entry(item: object, index: int) -> Entry:
-    if not isinstance(item, Mapping):
-        raise ValidationError(f"bond #{index + 1}: expected a mapping with name, mode, ...")
-    unknown = sorted(set(item) - set(_KEYS))
-    if unknown:
-        raise ValidationError(f"bond #{index + 1}: unknown key(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(_KEYS)}")
-    for key in ("name", "mode"):
-        if key not in item:
-            raise ValidationError(f"bond #{index + 1}: {key} is missing")
-    options = item.get("options") or {}
-    if not isinstance(options, Mapping):
-        raise ValidationError(f"bond {item['name']}: options must be a mapping")
-    names, slave_options = _slaves(item.get("slaves") or [], str(item["name"]))
-    spec = BondSpec.build(item["name"], item["mode"], dict(options), names,
-                          mtu=item.get("mtu"), mac=item.get("mac"),
-                          slave_options=slave_options, up=bool(item.get("up", True)))
-    netns = item.get("netns")
-    if netns is not None and not isinstance(netns, str):
-        raise ValidationError(f"bond {spec.name}: netns must be a name or a path")
-    return Entry(spec, netns)
-
-
-def _slaves(raw: object, bond: str) -> tuple[list[str], dict[str, dict[str, object]]]:
-    if not isinstance(raw, list):
-        raise ValidationError(f"bond {bond}: slaves must be a list")
-    names: list[str] = []
-    options: dict[str, dict[str, object]] = {}
-    for slave in raw:
-        if isinstance(slave, Mapping):
-            if "name" not in slave:
-                raise ValidationError(f"bond {bond}: a slave without a name")
-            name = str(slave["name"])
-            extra = {k: v for k, v in slave.items() if k != "name"}
-            if extra:
-                options[name] = extra
-            names.append(name)
-        else:
-            names.append(slave if isinstance(slave, str) else str(slave))
-    return names, options
-
-
 def _read_state(bonds: Bonds, name: str) -> BondState | None:
     try:
         return bonds.show(name)
@@ -126,14 +79,27 @@ def _read_state(bonds: Bonds, name: str) -> BondState | None:
         return None
 
 
-def changes_of(spec: BondSpec, state: BondState | None) -> list[tuple[str, object, object]]:
+def _read_ip(bonds: Bonds, name: str) -> ipconfig.IpConfig | None:
+    return ipconfig.read(bonds.netns, name)
+
+
+def changes_of(entry: Entry, state: BondState | None,
+               have_ip: ipconfig.IpConfig | None) -> list[tuple[str, object, object]]:
+    spec = entry.spec
     if state is None:
         wanted: list[tuple[str, object, object]] = [("mode", spec.mode, None)]
         wanted += [(k, v, None) for k, v in spec.options.items()]
         wanted.append(("slaves", list(spec.slave_names), None))
         wanted += [(k, v, None) for k, v in (("mtu", spec.mtu), ("mac", spec.mac)) if v]
+        wanted += [(d.what, d.want, None)
+                   for d in ipconfig.diff(entry.ip, ipconfig.IpConfig((), (), ()))]
         return wanted
-    return [(d.what, d.want, d.have) for d in diff(spec, state)]
+    return [(d.what, d.want, d.have) for d in drifts_of(entry, state, have_ip)]
+
+
+def drifts_of(entry: Entry, state: BondState,
+              have_ip: ipconfig.IpConfig | None) -> list[Drift]:
+    return diff(entry.spec, state) + ipconfig.diff(entry.ip, have_ip or ipconfig.NOTHING)
 
 
 def _run(bonds: Bonds, steps: Sequence[Step]) -> None:
@@ -152,16 +118,29 @@ def reconcile(session: Session, entry: Entry, *, dry_run: bool) -> PlanView:
     spec = entry.spec
     bonds = session.bonds(entry.netns, dry_run=dry_run)
     state = _read_state(bonds, spec.name)
+    have_ip = None if state is None else _read_ip(bonds, spec.name)
     plan = PlanView(spec.name, bonds.netns.name or bonds.netns.path,
-                    "create" if state is None else "change", changes_of(spec, state))
+                    "create" if state is None else "change",
+                    changes_of(entry, state, have_ip))
+    if not plan.changes:
+        plan.action = "none"
+        return plan
     if state is None:
         outcome = bonds.create(spec)
         plan.commands = bonds.planned if dry_run else [describe(s) for s in outcome.steps]
         plan.notes += outcome.notes
-        return plan
-    if not plan.changes:
-        plan.action = "none"
-        return plan
+    else:
+        _change_bond(bonds, spec, state, plan, dry_run=dry_run)
+    # Addresses, routes and VLANs ride on the bond: only once it is as asked.
+    actions = ipconfig.plan(spec.name, entry.ip, have_ip)
+    if not dry_run:
+        ipconfig.execute(bonds.netns, actions)
+    plan.commands += [str(a) for a in actions]
+    return plan
+
+
+def _change_bond(bonds: Bonds, spec: BondSpec, state: BondState, plan: PlanView, *,
+                 dry_run: bool) -> None:
     done: list[Step] = []
     gone = [s for s in state.slave_names if s not in spec.slave_names]
     new = [s for s in spec.slave_names if s not in state.slave_names]
@@ -188,12 +167,11 @@ def reconcile(session: Session, entry: Entry, *, dry_run: bool) -> PlanView:
     _run(bonds, link_steps)
     done += link_steps
     plan.commands = bonds.planned if dry_run else [describe(s) for s in done]
-    return plan
 
 
 def verify(session: Session, entry: Entry) -> None:
     bonds = session.bonds(entry.netns)
-    drifts = diff(entry.spec, bonds.show(entry.spec.name))
+    drifts = drifts_of(entry, bonds.show(entry.spec.name), _read_ip(bonds, entry.spec.name))
     if drifts:
         raise DriftError(f"{entry.spec.name} still differs after apply: "
                          + "; ".join(map(str, drifts)))
@@ -230,7 +208,8 @@ def show_diff(session: Session, path: Path) -> None:
     for entry in load(path):
         bonds = session.bonds(entry.netns)
         state = _read_state(bonds, entry.spec.name)
-        changes = changes_of(entry.spec, state)
+        changes = changes_of(entry, state,
+                             None if state is None else _read_ip(bonds, entry.spec.name))
         action = "create" if state is None else ("change" if changes else "none")
         plans.append(PlanView(entry.spec.name, bonds.netns.name or bonds.netns.path,
                               action, changes))  # type: ignore[arg-type]
@@ -242,7 +221,8 @@ def show_diff(session: Session, path: Path) -> None:
     console().print(plan_renderable(plans))
 
 
-def check_rows(entry: Entry, state: BondState | None) -> list[OptionCheck]:
+def check_rows(entry: Entry, state: BondState | None,
+               have_ip: ipconfig.IpConfig | None = None) -> list[OptionCheck]:
     spec, name = entry.spec, entry.spec.name
     if state is None:
         return [OptionCheck(name, "exists", True, False, False)]
@@ -266,6 +246,8 @@ def check_rows(entry: Entry, state: BondState | None) -> list[OptionCheck]:
             rows.append(OptionCheck(name, key, want_value, getattr(state, key),
                                     key not in drifted))
     rows.append(OptionCheck(name, "up", spec.up, state.up, "up" not in drifted))
+    rows += [OptionCheck(name, what, want, have, ok) for what, want, have, ok
+             in ipconfig.check_rows(entry.ip, have_ip or ipconfig.IpConfig((), (), ()))]
     return rows
 
 
@@ -273,7 +255,9 @@ def check(session: Session, path: Path) -> None:
     rows: list[OptionCheck] = []
     for entry in load(path):
         bonds = session.bonds(entry.netns)
-        rows += check_rows(entry, _read_state(bonds, entry.spec.name))
+        state = _read_state(bonds, entry.spec.name)
+        rows += check_rows(entry, state,
+                           None if state is None else _read_ip(bonds, entry.spec.name))
     failed = [r for r in rows if not r.ok]
     if session.json:
         print_json({"ok": not failed, "checks": [

@@ -17,7 +17,14 @@ import pytest
 
 from bondctl.options import OPTIONS
 from bondctl.registry import Registry
-from bondctl.rtnl import RTNLGRP_LINK, Rtnl
+from bondctl.rtnl import (
+    RTNLGRP_IPV4_IFADDR,
+    RTNLGRP_IPV4_ROUTE,
+    RTNLGRP_IPV6_IFADDR,
+    RTNLGRP_IPV6_ROUTE,
+    RTNLGRP_LINK,
+    Rtnl,
+)
 
 BACKENDS = sorted(Registry().backends())
 
@@ -55,6 +62,11 @@ def kernel_value(data, name):
     if raw is None:
         raw = {"ipv4list": (), "ipv6list": (), "ifname": ""}.get(opt.kind, opt.default)
     return opt.parse(raw)
+
+
+def addresses_of(ns, name):
+    return {f"{a['local']}/{a['prefixlen']}" for link in ns.ip_json("address", "show", "dev", name)
+            for a in link["addr_info"]}
 
 
 def master_of(ns, name):
@@ -128,6 +140,20 @@ def drain(sock, seconds=1.0):
     return [(kind, link.name) for kind, link in sock.link_events(timeout=seconds)]
 
 
+def all_events(ns):
+    """Links, addresses and routes: a no-op apply must send none of them."""
+    return Rtnl.open(str(ns.path), groups=[RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR,
+                                           RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE,
+                                           RTNLGRP_IPV6_ROUTE])
+
+
+def settle(sock, quiet=1.5, limit=8.0):
+    """Swallow notifications until none came for `quiet` seconds (IPv6 DAD ends late)."""
+    deadline = time.monotonic() + limit
+    while list(sock.notifications(timeout=quiet)) and time.monotonic() < deadline:
+        pass
+
+
 def test_apply_twice_changes_nothing_the_second_time(backend, netns, make_links, tmp_path):
     eth0, eth1, eth2 = make_links(netns, 3)
     cli = ("--netns", netns.name, "--backend", backend)
@@ -138,21 +164,30 @@ def test_apply_twice_changes_nothing_the_second_time(backend, netns, make_links,
   options: {{miimon: 100, primary: {eth0}, numGratArp: 2}}
   slaves: [{eth0}, {eth1}]
   mtu: 1400
+  addresses: [10.61.0.1/24, 2001:db8:61::1/64]
+  routes: [{{to: 10.62.0.0/16, via: 10.61.0.254}}]
+  vlans: [{{id: 61, addresses: [10.63.0.1/24]}}]
 """)
     first = bondctl(*cli, "apply", "-f", str(path))
     assert "+ bond0" in first.stdout
     data = info_data(netns, "bond0")
     assert (data["miimon"], data["primary"], data["num_peer_notif"]) == (100, eth0, 2)
     assert netns.link("bond0")["mtu"] == 1400
+    assert addresses_of(netns, "bond0") >= {"10.61.0.1/24", "2001:db8:61::1/64"}
+    assert addresses_of(netns, "bond0.61") >= {"10.63.0.1/24"}
+    vlan = netns.link("bond0.61")
+    assert (vlan["link"], vlan["linkinfo"]["info_data"]["id"]) == ("bond0", 61)
+    route = json.loads(netns.ip("-j", "route", "show", "10.62.0.0/16"))
+    assert [(r["gateway"], r["dev"]) for r in route] == [("10.61.0.254", "bond0")]
     failures = {s: netns.link(s)["linkinfo"]["info_slave_data"]["link_failure_count"]
                 for s in (eth0, eth1)}
 
-    with link_events(netns) as sock:
-        drain(sock, 1.5)  # late notifications of the first apply (carrier settling)
+    with all_events(netns) as sock:
+        settle(sock)  # late notifications of the first apply (carrier, IPv6 DAD)
         second = bondctl(*cli, "apply", "-f", str(path))
-        events = drain(sock)
+        events = [m.type for m in sock.notifications(timeout=1.0)]
     assert "up to date" in second.stdout
-    assert events == [], f"a no-op apply touched links: {events}"
+    assert events == [], f"a no-op apply sent netlink notifications: {events}"
     assert {s: netns.link(s)["linkinfo"]["info_slave_data"]["link_failure_count"]
             for s in (eth0, eth1)} == failures
     assert bondctl(*cli, "check", "-f", str(path)).returncode == 0
