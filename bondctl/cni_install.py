@@ -47,6 +47,8 @@ DIGEST_LEN = 12
 class InstallError(BondctlError):
     """The artifact is unusable or the destination cannot take it; nothing was changed."""
 
+    exit_code = 2  # docs/cli.md: an invalid value (the artifact, the directory)
+
 
 class ForeignPluginError(InstallError):
     """The destination holds a `bond` that is not ours (only force=True replaces it)."""
@@ -260,6 +262,13 @@ def install(artifact: Path, dest_dir: Path, *, force: bool = False) -> InstallRe
     ours unless force. Raises InstallError (ForeignPluginError for the refusal).
     """
     launcher, src_runtime, manifest = _artifact(Path(artifact))
+    return install_pair(launcher, src_runtime, manifest, dest_dir, force=force)
+
+
+def install_pair(launcher: bytes, src_runtime: Path, manifest: dict[str, Any], dest_dir: Path,
+                 *, force: bool = False) -> InstallResult:
+    """Install a launcher (its bytes carry LAUNCHER_MARKER) and the runtime directory it
+    starts (with its manifest) into dest_dir: the same guarantees as install()."""
     digest: str = manifest["digest"]
     version: str = manifest["version"]
     dest_dir = Path(dest_dir)

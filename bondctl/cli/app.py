@@ -326,16 +326,27 @@ app.add_typer(cni_app, name="cni")
 @handled
 def cni_install(
     ctx: typer.Context,
-    artifact: Annotated[Path, typer.Argument(help="The built plugin (dist/bond), with its "
-                                             ".bond-runtime next to it.")],
-    dest: Annotated[Path, typer.Argument(help="The CNI bin dir.")] = Path("/opt/cni/bin"),
+    dest: Annotated[Path, typer.Option("--dir", "-d", metavar="DIR",
+                                       help="The CNI bin dir.")] = Path("/opt/cni/bin"),
+    artifact: Annotated[Path | None, typer.Option(
+        "--artifact", metavar="PATH", show_default=False,
+        help="A self-contained build (dist/bond of packaging/build-artifact.sh, with its "
+             ".bond-runtime next to it), for nodes without Python. Default: the plugin made "
+             "from this installed bondctl, run by this host's Python.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a `bond` that is not ours "
                                         "(bond-cni's Go plugin).")] = False,
 ) -> None:
-    """Install the self-contained bond plugin atomically (same artifact again: no change)."""
-    from bondctl.cni_install import install
+    """Install the bond CNI plugin atomically (the same plugin again: no change)."""
+    from bondctl.cni_install import install, install_pair
 
-    print(install(artifact, dest, force=force).message)
+    if artifact is not None:
+        result = install(artifact, dest, force=force)
+    else:
+        from bondctl.cni_runtime import built
+
+        with built() as (launcher, runtime, manifest):
+            result = install_pair(launcher, runtime, manifest, dest, force=force)
+    print(result.message)
 
 
 def run() -> None:

@@ -497,7 +497,8 @@ def test_help_loads_no_rich_backend_or_plugin_machinery():
 
 
 def test_cni_install_refuses_a_missing_artifact_in_one_line(tmp_path):
-    result = CliRunner().invoke(app, ["cni", "install", str(tmp_path / "nope"), str(tmp_path)])
-    assert result.exit_code != 0
+    result = CliRunner().invoke(app, ["cni", "install", "--artifact", str(tmp_path / "nope"),
+                                      "--dir", str(tmp_path)])
+    assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
