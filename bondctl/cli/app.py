@@ -257,11 +257,40 @@ def doctor(ctx: typer.Context, json_: JsonOpt = False) -> None:
 @app.command()
 @handled
 def apply(ctx: typer.Context, file: FileOpt, dry_run: DryRunOpt = False,
-          json_: JsonOpt = False) -> None:
+          json_: JsonOpt = False,
+          rollback_after: Annotated[float | None, typer.Option(
+              "--rollback-after", metavar="SECONDS", show_default=False,
+              help="Keep a checkpoint and restore it after SECONDS unless `bondctl commit` "
+              "(or --probe) confirms the change.")] = None,
+          probe: Annotated[str | None, typer.Option(
+              "--probe", metavar="ping:ADDR|cmd:COMMAND", show_default=False,
+              help="With --rollback-after: the change stands while this keeps answering; "
+              "three failures in a row restore at once.")] = None) -> None:
     """Make bonds match a file: create what is missing, change only what differs."""
     from bondctl.cli import desired
 
-    desired.apply(_session(ctx, json_=json_, dry_run=dry_run), file)
+    desired.apply(_session(ctx, json_=json_, dry_run=dry_run), file,
+                  rollback_after=rollback_after, probe=probe)
+
+
+@app.command()
+@handled
+def commit(ctx: typer.Context) -> None:
+    """Confirm the change of `apply --rollback-after`: it stays."""
+    from bondctl.cli import checkpoint
+
+    data = checkpoint.commit()
+    print(f"committed checkpoint {data['id']} (apply of {data['source']})")
+
+
+@app.command()
+@handled
+def rollback(ctx: typer.Context) -> None:
+    """Undo the change of `apply --rollback-after` now, without waiting."""
+    from bondctl.cli import checkpoint
+
+    data, said = checkpoint.rollback_now()
+    print(f"rolled back checkpoint {data['id']}: " + "; ".join(said))
 
 
 @app.command()

@@ -177,13 +177,30 @@ def verify(session: Session, entry: Entry) -> None:
                          + "; ".join(map(str, drifts)))
 
 
-def apply(session: Session, path: Path) -> None:
+def apply(session: Session, path: Path, *, rollback_after: float | None = None,
+          probe: str | None = None) -> None:
     entries = load(path)
+    saved = None
+    if rollback_after is not None and not session.dry_run:
+        from bondctl.cli import checkpoint
+
+        saved = checkpoint.begin(session, entries, rollback_after, probe, str(path))
     plans = []
-    for entry in entries:
-        plans.append(reconcile(session, entry, dry_run=session.dry_run))
-        if not session.dry_run:
-            verify(session, entry)
+    try:
+        for entry in entries:
+            plans.append(reconcile(session, entry, dry_run=session.dry_run))
+            if not session.dry_run:
+                verify(session, entry)
+    except BaseException:
+        if saved is not None:
+            _, said = checkpoint.rollback_now(saved["id"])
+            note(f"apply failed: checkpoint {saved['id']} restored: {'; '.join(said)}")
+        raise
+    if saved is not None:
+        checkpoint.arm(saved)
+        note(f"checkpoint {saved['id']}: rolls back in {rollback_after:g} s unless "
+             + (f"the probe {probe} keeps answering or " if probe else "")
+             + "`bondctl commit` confirms it")
     for plan in plans:
         for text in plan.notes:
             note(text)

@@ -1,0 +1,98 @@
+"""Operating a node, in the real kernel: checkpoint rollback, and bonds persisted in other
+tools' formats brought back up by those tools.
+
+Every check reads the kernel back with `ip -j -d` on its own; bondctl's word is not evidence.
+One module, few tests: they share the suite's User-Mode Linux boot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BOND_FILE = """
+- name: bond0
+  mode: 802.3ad
+  options: {{miimon: 100, lacp_rate: fast, xmit_hash_policy: layer3+4, min_links: 1}}
+  slaves: [{a}, {b}]
+  addresses: [{addresses}]
+  routes: [{routes}]
+  vlans: [{vlans}]
+"""
+FULL = {"addresses": "10.71.0.1/24, 2001:db8:71::1/64",
+        "routes": "{to: 10.73.0.0/16, via: 10.71.0.254, metric: 100}",
+        "vlans": "{id: 71, addresses: [10.72.0.1/24]}"}
+
+
+def bondctl(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("bondctl")
+    proc = subprocess.run([str(exe if exe.exists() else shutil.which("bondctl")), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1",
+                               "COLUMNS": "120", **env})
+    if check:
+        assert proc.returncode == 0, f"bondctl {' '.join(args)}: {proc.stderr}"
+    return proc
+
+
+def addresses_of(ns, name):
+    return {f"{a['local']}/{a['prefixlen']}" for link in ns.ip_json("address", "show", "dev", name)
+            for a in link["addr_info"] if a.get("scope") != "link"}
+
+
+def bond_data(ns):
+    return ns.link("bond0")["linkinfo"]["info_data"]
+
+
+def wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return predicate()
+
+
+def test_an_unconfirmed_change_rolls_back_and_a_committed_one_stays(netns, make_links,
+                                                                    tmp_path):
+    a, b = make_links(netns, 2)
+    env = {"BONDCTL_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    cli = ("--netns", netns.name)
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    before.write_text(BOND_FILE.format(a=a, b=b, **FULL))
+    after.write_text(BOND_FILE.format(a=a, b=b, addresses="", routes="", vlans="")
+                     .replace("miimon: 100", "miimon: 200"))
+    bondctl(*cli, "apply", "-f", str(before), env=env)
+
+    out = bondctl(*cli, "apply", "-f", str(after), "--rollback-after", "5", env=env)
+    assert "rolls back in 5 s" in out.stderr
+    assert addresses_of(netns, "bond0") == set() and netns.link("bond0.71") is None
+    assert bond_data(netns)["miimon"] == 200
+    started = time.monotonic()
+    assert wait_for(lambda: addresses_of(netns, "bond0") == {"10.71.0.1/24",
+                                                           "2001:db8:71::1/64"}, 40)
+    assert time.monotonic() - started > 3  # not before its time
+    vlan = netns.link("bond0.71")
+    assert vlan["linkinfo"]["info_data"]["id"] == 71 and vlan["link"] == "bond0"
+    assert addresses_of(netns, "bond0.71") == {"10.72.0.1/24"}
+    data = bond_data(netns)
+    assert (data["miimon"], data["ad_lacp_rate"], data["xmit_hash_policy"]) == (
+        100, "fast", "layer3+4")
+    route = json.loads(netns.ip("-j", "route", "show", "10.73.0.0/16"))
+    assert [(r["gateway"], r["dev"], r.get("metric")) for r in route] == [
+        ("10.71.0.254", "bond0", 100)]
+    assert bondctl(*cli, "check", "-f", str(before), env=env).returncode == 0
+
+    bondctl(*cli, "apply", "-f", str(after), "--rollback-after", "5", env=env)
+    assert "committed" in bondctl("commit", env=env).stdout
+    time.sleep(7)
+    assert addresses_of(netns, "bond0") == set() and netns.link("bond0.71") is None
+    assert bond_data(netns)["miimon"] == 200
+    busy = bondctl("commit", env=env, check=False)
+    assert busy.returncode == 3 and "was committed" in busy.stderr
+    assert os.listdir(tmp_path / "checkpoints")  # last.json says what became of it
