@@ -168,8 +168,15 @@ class KernelSuite:
         }
         if self.mode.kind == "uml":
             # Proxies go last: the local tests then run while the guest boots and works,
-            # instead of waiting behind the first proxy.
-            items[:] = [i for i in items if i.nodeid not in proxies] + list(proxies.values())
+            # instead of waiting behind the first proxy. They take turns between the guests,
+            # each guest's in the order it runs them, so the outer run reports every result
+            # soon after its guest wrote it.
+            queues = [[n for n in proxies if self.owner[n] == g]
+                      for g in range(max(self.owner.values(), default=0) + 1)]
+            ordered = [q[i] for i in range(max(map(len, queues), default=0))
+                       for q in queues if i < len(q)]
+            items[:] = ([i for i in items if i.nodeid not in proxies]
+                        + [proxies[n] for n in ordered])
         else:
             items[:] = [proxies.get(item.nodeid, item) for item in items]
 
@@ -201,7 +208,7 @@ class KernelSuite:
         if self.mode is None or self.mode.kind == "none":
             return self._no_kernel_result, self._no_kernel_reason
         index = self.owner[nodeid]
-        return (lambda n: self.umls[index].results().get(n),
+        return (lambda n: self.umls[index].result(n),
                 lambda: self.umls[index].diagnosis())
 
     def _no_kernel_result(self, _nodeid: str) -> dict[str, Any]:

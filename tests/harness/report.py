@@ -6,6 +6,7 @@ Lines are appended as tests finish, so a guest that dies half-way still reports 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ class ResultWriter:
         if entry is not None:
             with self.path.open("a") as out:
                 out.write(json.dumps(entry) + "\n")
+                out.flush()
+                # hostfs keeps writes in the guest's page cache for up to 30 s: the host
+                # reads this file while the guest runs, to show each result as it comes.
+                os.fsync(out.fileno())
 
 
 def load_results(path: Path) -> dict[str, dict[str, Any]]:

@@ -80,6 +80,8 @@ class UmlRun:
     _started: float = field(default=0.0, init=False)
     _wall: float = field(default=0.0, init=False)
     _results: dict[str, dict[str, Any]] | None = field(default=None, init=False)
+    _seen: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    _offset: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.run_dir = self.rootdir / RUN_ROOT_NAME / uuid.uuid4().hex[:12]
@@ -160,18 +162,49 @@ class UmlRun:
 
     def _poll_until_exit(self) -> None:
         assert self._proc is not None
-        booted = self.run_dir / "booted"
-        while self._proc.poll() is None:
-            elapsed = time.monotonic() - self._started
-            if elapsed > self.timeout:
-                self.error = f"User-Mode Linux run timed out after {self.timeout:.0f} s"
-            elif elapsed > self.boot_timeout and not booted.exists():
-                self.error = f"User-Mode Linux did not boot within {self.boot_timeout:.0f} s"
-            if self.error:
-                self.kill()
-                break
+        while self._proc.poll() is None and not self._given_up():
             time.sleep(0.2)
         self._wall = time.monotonic() - self._started
+
+    def _given_up(self) -> bool:
+        """Past a deadline: the guest is killed and self.error says why."""
+        elapsed = time.monotonic() - self._started
+        if elapsed > self.timeout:
+            self.error = f"User-Mode Linux run timed out after {self.timeout:.0f} s"
+        elif elapsed > self.boot_timeout and not (self.run_dir / "booted").exists():
+            self.error = f"User-Mode Linux did not boot within {self.boot_timeout:.0f} s"
+        if self.error:
+            self.kill()
+        return self.error is not None
+
+    def result(self, nodeid: str) -> dict[str, Any] | None:
+        """One test's result as soon as the guest has written it (the guest goes on with the
+        others): the outer run reports each kernel test as it finishes, not all at the end."""
+        while self._results is None and self._proc is not None and self._proc.poll() is None:
+            self._read_new()
+            if nodeid in self._seen:
+                return self._seen[nodeid]
+            if self._given_up():
+                break
+            time.sleep(0.2)
+        return self.results().get(nodeid)
+
+    def _read_new(self) -> None:
+        """The complete lines appended to results.jsonl since the last call."""
+        try:
+            with (self.run_dir / "results.jsonl").open("rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # a line still being written waits for its newline
+        self._offset += end
+        for line in data[:end].splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self._seen[entry["nodeid"]] = entry
 
     def _collect(self) -> None:
         self._results = load_results(self.run_dir / "results.jsonl")
