@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from bondctl import __version__
+from bondctl.cli import complete
 from bondctl.cli.flags import collect, mode_help, with_catalogue_flags
 from bondctl.cli.session import EXIT_INTERRUPTED, Session, error_line, handled, session_of
 
@@ -30,7 +31,9 @@ WATCH_INTERVAL = (0.1, 3600)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (never styled) instead.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the commands, change nothing.")]
 NameArg = Annotated[str, typer.Argument(help="The bond's name.", show_default=False,
-                                         metavar="NAME")]
+                                         metavar="NAME", autocompletion=complete.bonds)]
+NewNameArg = Annotated[str, typer.Argument(help="The new bond's name.", show_default=False,
+                                            metavar="NAME")]
 FileOpt = Annotated[Path, typer.Option("-f", "--file", help="YAML or JSON file ('-': stdin).",
                                        show_default=False, metavar="FILE")]
 
@@ -46,9 +49,11 @@ def main_options(
     ctx: typer.Context,
     netns: Annotated[str | None, typer.Option(
         "--netns", "-n", envvar="BONDCTL_NETNS", show_envvar=False, metavar="NAME|PATH",
+        autocompletion=complete.namespaces,
         help="Network namespace: a name under /run/netns or a path (env BONDCTL_NETNS).")] = None,
     backend: Annotated[str | None, typer.Option(
-        "--backend", "-b", metavar="NAME", help="Backend to use (see `bondctl backends`); "
+        "--backend", "-b", metavar="NAME", autocompletion=complete.backends,
+        help="Backend to use (see `bondctl backends`); "
         "default: the best available (env BONDCTL_BACKEND).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON output for read commands.")] = False,
     dry_run: Annotated[bool, typer.Option(
@@ -80,15 +85,16 @@ def _session(ctx: typer.Context, *, json_: bool = False, dry_run: bool = False) 
 @with_catalogue_flags
 def create(
     ctx: typer.Context,
-    name: NameArg,
+    name: NewNameArg,
     mode: Annotated[str, typer.Option("--mode", "-m", help=mode_help(), show_default=False,
-                                      metavar="MODE")],
+                                      metavar="MODE", autocompletion=complete.modes)],
     slave: Annotated[list[str] | None, typer.Option(
         "--slave", "-s", help="A link to enslave (repeat for more).", show_default=False,
-        metavar="IF")] = None,
+        metavar="IF", autocompletion=complete.slave_candidates)] = None,
     opt: Annotated[list[str] | None, typer.Option(
         "--opt", "-o", help="Any option as KEY=VALUE, under any of its spellings (kernel, "
-        "ip, CNI camelCase).", show_default=False, metavar="KEY=VALUE")] = None,
+        "ip, CNI camelCase).", show_default=False, metavar="KEY=VALUE",
+        autocompletion=complete.option_pairs)] = None,
     mtu: Annotated[str | None, typer.Option(help="MTU of the bond.", show_default=False,
                                             metavar="MTU")] = None,
     mac: Annotated[str | None, typer.Option(help="MAC address of the bond.",
@@ -133,7 +139,8 @@ def enslave(
     ctx: typer.Context,
     name: NameArg,
     links: Annotated[list[str], typer.Argument(help="Links to add.", show_default=False,
-                                               metavar="IF...")],
+                                               metavar="IF...",
+                                               autocompletion=complete.slave_candidates)],
     dry_run: DryRunOpt = False,
 ) -> None:
     """Add links to a bond (each is taken down first, as the kernel needs)."""
@@ -148,7 +155,8 @@ def release(
     ctx: typer.Context,
     name: NameArg,
     links: Annotated[list[str], typer.Argument(help="Slaves to release.",
-                                               show_default=False, metavar="IF...")],
+                                               show_default=False, metavar="IF...",
+                                               autocompletion=complete.slaves)],
     down: Annotated[bool, typer.Option("--down", help="Leave them down (default: up).")] = False,
     dry_run: DryRunOpt = False,
 ) -> None:
@@ -165,7 +173,8 @@ def set_(
     name: NameArg,
     pairs: Annotated[list[str], typer.Argument(
         metavar="KEY=VALUE...", help="Options to change, under any spelling (see create "
-        "--help for every option and its values).", show_default=False)],
+        "--help for every option and its values).", show_default=False,
+        autocompletion=complete.set_pairs)],
     dry_run: DryRunOpt = False,
 ) -> None:
     """Change options of a live bond, disturbing it only where the kernel needs it."""
@@ -180,7 +189,7 @@ def failover(
     ctx: typer.Context,
     name: NameArg,
     to: Annotated[str | None, typer.Option(
-        "--to", metavar="IF",
+        "--to", metavar="IF", autocompletion=complete.slaves,
         help="The slave to make active (default: the next one that is up).")] = None,
     dry_run: DryRunOpt = False,
 ) -> None:

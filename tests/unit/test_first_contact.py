@@ -154,3 +154,36 @@ def test_ineffective_names_options_without_effect_in_the_mode():
 def test_ineffective_ignores_values_at_the_kernel_default():
     assert ineffective("active-backup", parse_options({"xmit_hash_policy": "layer2",
                                                        "min_links": 0})) == []
+
+
+# -- shell completion ----------------------------------------------------------------------------
+def complete(line: str) -> list[str]:
+    """What bash completion offers for the last word of `line` (typer's protocol)."""
+    words = line.split(" ")
+    done = bondctl(_BONDCTL_COMPLETE="complete_bash", COMP_WORDS=line,
+                   COMP_CWORD=str(len(words) - 1))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_completion_of_modes_and_option_keys_comes_from_the_catalogue():
+    assert complete("bondctl create b0 --mode balance-") == [
+        "balance-rr", "balance-xor", "balance-tlb", "balance-alb"]
+    assert complete("bondctl set b0 lacp") == ["lacp_rate=", "lacp_active="]
+    assert complete("bondctl set b0 lacp_rate=") == ["lacp_rate=slow", "lacp_rate=fast"]
+    assert complete("bondctl set b0 mode=802") == ["mode=802.3ad"]
+    assert complete("bondctl create b0 -o use_carrier=") == ["use_carrier=0", "use_carrier=1"]
+    assert complete("bondctl create b0 -o mo") == []  # --mode is its own flag
+    assert complete("bondctl -b net") == ["netlink"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a namespace needs root")
+def test_completion_of_namespace_names_reads_run_netns():
+    name = f"bt-compl-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        assert complete("bondctl -n bt-compl-") == [name]
+        # a link name in a namespace that is gone: nothing offered, no error
+        assert complete("bondctl -n nosuch-ns enslave bond0 e") == []
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
