@@ -1,6 +1,7 @@
 """Every error bondctl raises, with the CLI exit code and the CNI error code it maps to.
 
-The CLI documents the exit codes (docs/cli.md); the CNI codes are SPEC.md's.
+The CLI documents the exit codes (docs/cli.md); the CNI codes are SPEC.md's, plus the
+plugin's own (bondctl/cni/errors.py, docs/cni.md): 100 only for an error nothing expected.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ class DriftError(BondctlError):
     """What runs differs from what was asked for."""
 
     exit_code = 6
-    cni_code = 100
+    cni_code = 102  # STATE_DIFFERS
 
 
 class BackendUnavailableError(BondctlError):
     """No backend (or not the one asked for) can work on this host."""
 
     exit_code = 7
-    cni_code = 100
+    cni_code = 50  # NOT_AVAILABLE: the plugin cannot operate on this node

@@ -1,7 +1,8 @@
 """The network configuration on stdin, parsed into a NetConf.
 
-Keys match case-insensitively, as Go's encoding/json matches them for bond-cni; unknown keys
-are ignored, with a warning when one looks like a misspelt bond option. Bond options are read
+Keys match case-insensitively and the last of duplicate keys wins, as Go's encoding/json reads
+them for bond-cni (see jsondoc); unknown keys are ignored, with a warning when one looks like a
+misspelt bond option. Bond options are read
 by their catalogue key (Option.cni_key): no option list lives here. Parsing keeps what DEL needs
 lenient (a DEL follows even an ADD that failed on a bad value); `bond_spec` validates the rest.
 """
@@ -17,7 +18,9 @@ from ..errors import ValidationError
 from ..names import check_ifname
 from ..options import MODE, OPTIONS, SLAVE_OPTIONS, check_mtu, lookup, suggest
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
+from .jsondoc import fields, fold, loads
 from .log import LEVELS
+from .result import read_dns
 from .versions import SUPPORTED_VERSIONS
 
 DEFAULT_STATE_DIR = "/var/lib/cni/bond"
@@ -60,31 +63,33 @@ class NetConf(NamedTuple):
     valid_attachments: tuple[tuple[str, str], ...] | None  # GC only
     raw: bytes  # exactly what came on stdin: delegated plugins get the same bytes
     warnings: tuple[str, ...]
+    # A host link that carries addresses or routes is taken only when this is true.
+    allow_addressed_links: bool = False
 
     @property
     def ipam_type(self) -> str | None:
         return str(self.ipam["type"]) if self.ipam else None
 
 
-def _fields(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Keys folded to lower case; an exact-case key wins over a folded one, as in Go."""
-    folded: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key.lower() not in folded or key == key.lower():
-            folded[key.lower()] = value
-    return folded
-
-
 def _error(field: str, msg: str) -> CniError:
     return CniError(INVALID_CONFIG, f"{field}: {msg}")
 
 
-def _optional_str(fields: Mapping[str, Any], key: str, field: str) -> str | None:
-    value = fields.get(key)
+def _optional_str(keys: Mapping[str, Any], key: str, field: str) -> str | None:
+    value = keys.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise _error(field, f"expected a string, got {json.dumps(value)}")
+    return value
+
+
+def _bool(keys: Mapping[str, Any], key: str, field: str) -> bool:
+    value = keys.get(key)
+    if value is None:
+        return False  # null leaves a Go bool false, too
+    if not isinstance(value, bool):
+        raise _error(field, "expected true or false")
     return value
 
 
@@ -94,8 +99,8 @@ def _absolute(path: str | None, field: str) -> str | None:
     return path
 
 
-def _object(fields: Mapping[str, Any], key: str, field: str) -> dict[str, Any] | None:
-    value = fields.get(key)
+def _object(keys: Mapping[str, Any], key: str, field: str) -> dict[str, Any] | None:
+    value = keys.get(key)
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -104,12 +109,7 @@ def _object(fields: Mapping[str, Any], key: str, field: str) -> dict[str, Any] |
 
 
 def decode(raw: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CniError(DECODE_FAILURE, f"network configuration is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise CniError(DECODE_FAILURE, "network configuration is nested too deeply") from None
+    obj = loads(raw, "network configuration")
     if not isinstance(obj, dict):
         raise CniError(DECODE_FAILURE, "network configuration must be a JSON object")
     return obj
@@ -128,58 +128,57 @@ def check_version(version: object) -> str:
 def parse_config(raw: bytes) -> NetConf:
     """Decode and check what every command needs; bond options stay raw (see bond_spec)."""
     obj = decode(raw)
-    fields = _fields(obj)
-    version = check_version(fields.get("cniversion"))
-    name = fields.get("name")
+    keys = fields(obj)
+    version = check_version(keys.get("cniversion"))
+    name = keys.get("name")
     if not isinstance(name, str) or not name:
         raise _error("name", "the network name is required")
     warnings: list[str] = []
     options: dict[str, tuple[str, object]] = {}
     for key, value in obj.items():
-        option = _OPTION_KEYS.get(key.lower())
+        option = _OPTION_KEYS.get(fold(key))
         if option is not None:
-            options[option] = (key, value)
-        elif key.lower() not in _KNOWN_KEYS:
+            options[option] = (key, value)  # in document order: the last duplicate wins
+        elif fold(key) not in _KNOWN_KEYS:
             close = suggest(key)
             if close:
                 hint = lookup(close).cni_key
                 warnings.append(f"unknown key {key!r} ignored; did you mean {hint!r}?")
-    links_raw = fields.get("links")
-    links_in_container = fields.get("linksincontainer", False)
-    if not isinstance(links_in_container, bool):
-        raise _error("linksInContainer", "expected true or false")
-    ipam = _object(fields, "ipam", "ipam")
+    links_raw = keys.get("links")
+    links_in_container = _bool(keys, "linksincontainer", "linksInContainer")
+    ipam = _object(keys, "ipam", "ipam")
     if ipam is not None:
         ipam = _check_ipam(ipam)
-    level = _optional_str(fields, "loglevel", "logLevel")
+    level = _optional_str(keys, "loglevel", "logLevel")
     if level is not None and level.lower() not in LEVELS:
         raise _error("logLevel", f"{level!r} is not one of {', '.join(LEVELS)}")
     return NetConf(
         cni_version=version,
         name=name,
-        type=str(fields.get("type") or "bond"),
-        mode=fields.get("mode"),
+        type=_optional_str(keys, "type", "type") or "bond",
+        mode=keys.get("mode"),
         options=options,
         links=_links(links_raw, warnings),
         links_raw=links_raw,
         links_in_container=links_in_container,
-        mtu=fields.get("mtu"),
+        mtu=keys.get("mtu"),
         ipam=ipam,
-        dns=_object(fields, "dns", "dns"),
-        prev_result=_object(fields, "prevresult", "prevResult"),
-        backend=_optional_str(fields, "backend", "backend"),
-        log_file=_absolute(_optional_str(fields, "logfile", "logFile"), "logFile"),
+        dns=_dns(keys.get("dns")),
+        prev_result=_object(keys, "prevresult", "prevResult"),
+        backend=_optional_str(keys, "backend", "backend"),
+        log_file=_absolute(_optional_str(keys, "logfile", "logFile"), "logFile"),
         log_level=level,
-        state_dir=_absolute(_optional_str(fields, "statedir", "stateDir"), "stateDir")
+        state_dir=_absolute(_optional_str(keys, "statedir", "stateDir"), "stateDir")
         or DEFAULT_STATE_DIR,
-        valid_attachments=_attachments(fields.get(VALID_ATTACHMENTS)),
+        valid_attachments=_attachments(keys.get(VALID_ATTACHMENTS)),
         raw=raw,
         warnings=tuple(warnings),
+        allow_addressed_links=_bool(keys, "allowaddressedlinks", "allowAddressedLinks"),
     )
 
 
 def _check_ipam(ipam: dict[str, Any]) -> dict[str, Any] | None:
-    kind = _fields(ipam).get("type")
+    kind = fields(ipam).get("type")
     if kind in (None, ""):
         if ipam:
             raise _error("ipam.type", "required when ipam is given")
@@ -194,6 +193,11 @@ def _check_ipam(ipam: dict[str, Any]) -> dict[str, Any] | None:
     return {**ipam, "type": kind}
 
 
+def _dns(raw: object) -> dict[str, Any] | None:
+    """The config's dns, in the result's shape: checked here so it is safe to copy there."""
+    return None if raw is None else read_dns(raw, "dns", INVALID_CONFIG)
+
+
 def _links(raw: object, warnings: list[str]) -> tuple[LinkConf, ...]:
     """Link names as far as they can be read; bond_spec reports what is wrong with them."""
     if not isinstance(raw, list):
@@ -202,15 +206,14 @@ def _links(raw: object, warnings: list[str]) -> tuple[LinkConf, ...]:
     for item in raw:
         if not isinstance(item, dict):
             continue
-        fields = _fields(item)
-        name = fields.get("name")
+        name = fields(item).get("name")
         if not isinstance(name, str):
             continue
         options: dict[str, object] = {}
         for key, value in item.items():
-            if key.lower() == "name":
+            if fold(key) == "name":
                 continue
-            option = _SLAVE_KEYS.get(key.lower())
+            option = _SLAVE_KEYS.get(fold(key))
             if option is None:
                 warnings.append(f"links[{name}]: unknown key {key!r} ignored (known: "
                                 f"{', '.join(o.cni_key for o in SLAVE_OPTIONS.values())})")
@@ -227,8 +230,8 @@ def _attachments(raw: object) -> tuple[tuple[str, str], ...] | None:
         raise _error(VALID_ATTACHMENTS, "expected a list")
     out = []
     for item in raw:
-        fields = _fields(item) if isinstance(item, dict) else {}
-        cid, ifname = fields.get("containerid"), fields.get("ifname")
+        keys = fields(item) if isinstance(item, dict) else {}
+        cid, ifname = keys.get("containerid"), keys.get("ifname")
         if not isinstance(cid, str) or not isinstance(ifname, str):
             raise _error(VALID_ATTACHMENTS, "each entry needs containerID and ifname strings")
         out.append((cid, ifname))
@@ -244,7 +247,7 @@ def bond_spec(conf: NetConf, ifname: str) -> Any:
     if not isinstance(conf.links_raw, list):
         raise _error("links", 'required: a list of {"name": ...} objects')
     for index, item in enumerate(conf.links_raw):
-        name = _fields(item).get("name") if isinstance(item, dict) else None
+        name = fields(item).get("name") if isinstance(item, dict) else None
         if not isinstance(name, str):
             raise _error(f"links[{index}]", 'expected an object with a "name" string')
         _named("links[].name", check_ifname, name)

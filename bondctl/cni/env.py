@@ -58,9 +58,15 @@ def read_env(environ: Mapping[str, str] = os.environ) -> CniEnv:
     netns = environ.get("CNI_NETNS", "")
     if netns and (not netns.startswith("/") or "\0" in netns):
         raise CniError(INVALID_ENV, f"CNI_NETNS {netns!r} must be an absolute path")
-    path = tuple(p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p)
+    path = search_path(environ.get("CNI_PATH", ""))
     return CniEnv(command, container_id, netns, ifname,
                   parse_args(environ.get("CNI_ARGS", "")), path)
+
+
+def search_path(raw: str) -> tuple[str, ...]:
+    """CNI_PATH's directories; an empty or relative entry is skipped, never searched: it
+    would be resolved against whatever directory the runtime started us in."""
+    return tuple(p for p in raw.split(os.pathsep) if os.path.isabs(p) and "\0" not in p)
 
 
 def parse_args(raw: str) -> dict[str, str]:

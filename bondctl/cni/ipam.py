@@ -9,7 +9,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .config import NetConf
-from .errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, PLUGIN_FAILURE, CniError
+from .errors import (
+    DECODE_FAILURE,
+    INCOMPATIBLE_VERSION,
+    INVALID_CONFIG,
+    IO_FAILURE,
+    PLUGIN_FAILURE,
+    TRY_AGAIN,
+    CniError,
+)
+from .jsondoc import fields, fold, loads
 from .log import log
 from .result import Result, normalize, render
 from .versions import SUPPORTED_VERSIONS
@@ -23,7 +32,7 @@ def find(kind: str, path: Sequence[str]) -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise CniError(INVALID_CONFIG, f"ipam.type: no plugin named {kind!r} in CNI_PATH "
-                   f"({os.pathsep.join(path) or 'empty'})")
+                   f"({os.pathsep.join(path) or 'no absolute directory'})")
 
 
 def _exec(binary: str, command: str, stdin: bytes, environ: Mapping[str, str]) -> bytes:
@@ -33,25 +42,51 @@ def _exec(binary: str, command: str, stdin: bytes, environ: Mapping[str, str]) -
     try:
         proc = subprocess.run([binary], input=stdin, env=env, capture_output=True,
                               timeout=TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise CniError(PLUGIN_FAILURE, f"ipam {os.path.basename(binary)} {command} did not "
+    except subprocess.TimeoutExpired:  # a slow IPAM (a DHCP server away) may answer later
+        raise CniError(TRY_AGAIN, f"ipam {os.path.basename(binary)} {command} did not "
                        f"answer within {TIMEOUT:.0f} s") from None
     except OSError as exc:
-        raise CniError(PLUGIN_FAILURE, f"cannot run {binary}: {exc.strerror}") from None
+        raise CniError(IO_FAILURE, f"cannot run {binary}: {exc.strerror or exc}") from None
     if proc.stderr:
         log.debug(f"ipam {command} stderr: {proc.stderr.decode(errors='replace').strip()}")
     if proc.returncode == 0:
         return bytes(proc.stdout)
-    name = os.path.basename(binary)
+    raise failure(os.path.basename(binary), command, proc.returncode, proc.stdout, proc.stderr)
+
+
+def failure(name: str, command: str, returncode: int, stdout: bytes,
+            stderr: bytes) -> CniError:
+    """The error of an IPAM run that failed: its msg and details when they are strings, its
+    code when it is one the spec lets a plugin give (1 to 999) other than 100, which stays
+    ours (a bug in bond); anything else is code 5 (the IPAM failed us)."""
     try:
-        error = json.loads(proc.stdout)
-        code = int(error.get("code", PLUGIN_FAILURE))
-        msg = str(error.get("msg", "failed"))
-        details = str(error.get("details", ""))
-    except (ValueError, AttributeError, TypeError):
-        code, msg = PLUGIN_FAILURE, f"exited {proc.returncode}"
-        details = (proc.stdout or proc.stderr).decode(errors="replace").strip()
-    raise CniError(code, f"ipam {name} {command}: {msg}", details=details)
+        error = loads(stdout, f"ipam {name} {command} error")
+    except CniError:
+        error = None
+    keys = fields(error) if isinstance(error, dict) else {}
+    code, msg, details = keys.get("code"), keys.get("msg"), keys.get("details")
+    if not isinstance(msg, str) or not msg:
+        msg = f"exited {returncode}"
+    if not isinstance(details, str):
+        details = "" if keys else (stdout or stderr).decode(errors="replace").strip()
+    if not (isinstance(code, int) and not isinstance(code, bool) and 0 < code < 1000
+            and code != PLUGIN_FAILURE):
+        if isinstance(code, int):
+            details = "; ".join(filter(None, [details, f"ipam gave code {code}"]))
+        code = IO_FAILURE
+    return CniError(code, f"ipam {name} {command}: {msg}", details=details)
+
+
+def read_result(out: bytes, kind: str) -> Result:
+    """IPAM's ADD output as a checked result with at least one address, or CniError code 6
+    (it printed something bond cannot use)."""
+    what = f"ipam {kind} result"
+    if not out.strip():
+        raise CniError(DECODE_FAILURE, f"{what}: ADD printed nothing")
+    result = normalize(loads(out, what), what, indexed=False)
+    if not result["ips"]:
+        raise CniError(DECODE_FAILURE, f"{what}: no IP address")
+    return result
 
 
 class Ipam:
@@ -83,10 +118,11 @@ class Ipam:
         out = _exec(self.binary, "VERSION",
                     json.dumps({"cniVersion": self.conf.cni_version}).encode(), self.environ)
         try:
-            found = json.loads(out).get("supportedVersions", [])
-        except (ValueError, AttributeError):
+            answer = loads(out, f"ipam {self.kind} VERSION")
+        except CniError:
             return ()
-        return tuple(v for v in found if isinstance(v, str))
+        found = fields(answer).get("supportedversions") if isinstance(answer, dict) else None
+        return tuple(v for v in found if isinstance(v, str)) if isinstance(found, list) else ()
 
     def _fallback_version(self) -> str | None:
         theirs = set(self.versions())
@@ -94,24 +130,19 @@ class Ipam:
         return common[-1] if common else None
 
     def _config_as(self, version: str) -> bytes:
-        config: dict[str, Any] = json.loads(self.conf.raw)
-        config = {k: v for k, v in config.items() if k.lower() != "cniversion"}
+        """The configuration in `version`: one cniVersion and, as Go would pick it, one
+        prevResult, laid out for that version."""
+        config: dict[str, Any] = loads(self.conf.raw, "network configuration")
+        config = {k: v for k, v in config.items() if fold(k) not in ("cniversion", "prevresult")}
         config["cniVersion"] = version
-        for key in [k for k in config if k.lower() == "prevresult"]:
-            config[key] = render(normalize(config[key], "prevResult"), version)
+        if self.conf.prev_result is not None:
+            config["prevResult"] = render(normalize(self.conf.prev_result, "prevResult"),
+                                          version)
         return json.dumps(config).encode()
 
     def add(self) -> Result:
-        out = self._call("ADD")
-        try:
-            raw = json.loads(out)
-        except ValueError:
-            raise CniError(PLUGIN_FAILURE, f"ipam {self.kind} ADD printed no JSON result"
-                           ) from None
-        result = normalize(raw, f"ipam {self.kind} result")
-        if not result["ips"]:
-            raise CniError(PLUGIN_FAILURE, f"ipam {self.kind} returned no IP address")
-        return result
+        """IPAM ADD's checked result (read_result); the caller's rollback runs IPAM DEL."""
+        return read_result(self._call("ADD"), self.kind)
 
     def delete(self) -> None:
         self._call("DEL")

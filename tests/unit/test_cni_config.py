@@ -186,3 +186,124 @@ def test_valid_attachments():
     assert parsed.valid_attachments == (("a", "bond0"),)
     with pytest.raises(CniError):
         parse_config(conf(**{"cni.dev/valid-attachments": [{"containerID": "a"}]}))
+
+
+# -- duplicate keys: the last one wins, as in Go's encoding/json ----------------------------------
+def parse_text(text: str):
+    return parse_config(text.encode())
+
+
+HEAD = '"cniVersion": "1.0.0", "name": "n", '
+LINKS = '"links": [{"name": "a"}, {"name": "b"}]'
+
+
+@pytest.mark.parametrize(("keys", "mode"), [
+    ('"mode": "balance-rr", "Mode": "802.3ad"', "802.3ad"),
+    ('"Mode": "802.3ad", "mode": "balance-rr"', "balance-rr"),  # exact case is no better
+    ('"mode": "balance-rr", "Mode": "broadcast", "mode": "balance-xor"', "balance-xor"),
+    ('"mode": "balance-rr", "mode": "broadcast"', "broadcast"),
+    ('"mode": "balance-rr", "MODE": "802.3ad", "Mode": "balance-tlb"', "balance-tlb"),
+])
+def test_duplicate_keys_last_one_wins(keys, mode):
+    raw = "{" + HEAD + keys + ", " + LINKS + "}"
+    parsed = parse_text(raw)
+    assert parsed.mode == mode and bond_spec(parsed, "bond0").mode == mode
+    assert parsed.raw == raw.encode()  # delegated plugins get the bytes as they came
+
+
+def test_duplicate_option_and_bool_keys_last_one_wins():
+    parsed = parse_text("{" + HEAD + '"mode": "active-backup", "miimon": "100", '
+                        '"MIIMON": 200, "linksInContainer": true, "linksincontainer": false, '
+                        '"mtu": 1400, "MTU": 9000, ' + LINKS + "}")
+    assert parsed.options["miimon"] == ("MIIMON", 200)
+    assert not parsed.links_in_container
+    assert bond_spec(parsed, "bond0").mtu == 9000
+
+
+def test_duplicates_inside_links_ipam_and_valid_attachments():
+    parsed = parse_text("{" + HEAD + '"mode": "active-backup", "links": ['
+                        '{"name": "a", "Name": "c", "queueId": 1, "QueueId": 2}, {"name": "b"}],'
+                        '"ipam": {"type": "static", "Type": "host-local"},'
+                        '"cni.dev/valid-attachments": [{"containerID": "x", "ContainerID": "y",'
+                        ' "ifname": "i"}]}')
+    assert [link.name for link in parsed.links] == ["c", "b"]
+    assert parsed.links[0].options == {"queue_id": 2}
+    assert parsed.ipam_type == "host-local"
+    assert parsed.valid_attachments == (("y", "i"),)
+
+
+def test_duplicate_top_level_objects_last_one_wins():
+    parsed = parse_text("{" + HEAD + '"mode": "active-backup", ' + LINKS + ', '
+                        '"links": [{"name": "p"}, {"name": "q"}], '
+                        '"prevResult": {"ips": []}, "PrevResult": {"interfaces": []},'
+                        '"dns": {"domain": "a"}, "DNS": {"domain": "b"}}')
+    assert [link.name for link in parsed.links] == ["p", "q"]
+    assert parsed.prev_result == {"interfaces": []}
+    assert parsed.dns == {"domain": "b"}
+
+
+@pytest.mark.parametrize(("key", "matches"), [
+    ("link\u017fInContainer", True),  # long s folds to s, as in Go
+    ("\u212aind", False),  # the Kelvin sign folds to k, but "kind" is no key
+    ("l\u0130nksInContainer", True), ("l\u0131nksInContainer", True),  # İ and dotless i
+    ("linksInContainer\u00df", False),  # ß folds to no ASCII letter
+])
+def test_unicode_folding_matches_go(key, matches):
+    parsed = parse_config(conf(**{key: True}))
+    assert parsed.links_in_container is matches
+
+
+def test_allow_addressed_links():
+    assert parse_config(conf()).allow_addressed_links is False
+    assert parse_config(conf(allowAddressedLinks=True)).allow_addressed_links is True
+    assert parse_config(conf(AllowAddressedLinks=True)).warnings == ()
+    for bad in ("true", 1, None, [True]):
+        if bad is None:
+            assert parse_config(conf(allowAddressedLinks=bad)).allow_addressed_links is False
+            continue
+        with pytest.raises(CniError) as info:
+            parse_config(conf(allowAddressedLinks=bad))
+        assert info.value.cni_code == 7
+        assert info.value.msg.startswith("allowAddressedLinks: expected true or false")
+
+
+def test_type_must_be_a_string():
+    with pytest.raises(CniError) as info:
+        parse_config(conf(type=["bond"]))
+    assert info.value.cni_code == 7 and info.value.msg.startswith("type:")
+
+
+@pytest.mark.parametrize(("dns", "msg"), [
+    ("8.8.8.8", "dns: expected an object, got a string"),
+    ({"nameservers": "8.8.8.8"}, "dns: nameservers: expected a list of strings, got a string"),
+    ({"nameservers": ["8.8.8.8", 8]}, "dns: nameservers[1]: expected a string, got a number"),
+    ({"domain": ["a"]}, "dns: domain: expected a string, got a list"),
+    ({"search": [{"a": [[[]]]}]}, "dns: search[0]: expected a string, got an object"),
+])
+def test_dns_is_checked(dns, msg):
+    with pytest.raises(CniError) as info:
+        parse_config(conf(dns=dns))
+    assert (info.value.cni_code, info.value.msg) == (7, msg)
+
+
+def test_dns_keeps_only_its_keys():
+    parsed = parse_config(conf(dns={"Nameservers": ["1.1.1.1"], "extra": {"deep": [[[1]]]}}))
+    assert parsed.dns == {"nameservers": ["1.1.1.1"]}
+
+
+@pytest.mark.parametrize("depth", [63, 64])
+def test_nesting_within_the_limit_is_fine(depth):
+    parse_config(conf(runtimeConfig=json.loads("[" * (depth - 1) + "]" * (depth - 1))))
+
+
+@pytest.mark.parametrize("inner", ["[" * 64 + "]" * 64, '{"a":' * 64 + "1" + "}" * 64,
+                                   "[" * 900 + "]" * 900])
+def test_nesting_beyond_the_limit_is_code_6(inner):
+    with pytest.raises(CniError) as info:
+        parse_text("{" + HEAD + '"runtimeConfig": ' + inner + "}")
+    assert info.value.cni_code == 6 and "nested too deeply" in info.value.msg
+
+
+def test_many_brackets_that_do_not_nest_are_fine():
+    parsed = parse_config(conf(runtimeConfig=[[] for _ in range(500)], name="[[[" * 40))
+    assert parsed.name == "[[[" * 40

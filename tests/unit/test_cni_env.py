@@ -77,3 +77,13 @@ def test_cni_args():
     assert parse_args("A=1;;B=") == {"A": "1", "B": ""}
     with pytest.raises(CniError):
         parse_args("novalue")
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    ("bin:/opt/cni/bin", ("/opt/cni/bin",)),
+    (".:/opt/cni/bin:", ("/opt/cni/bin",)),
+    ("::/usr/lib/cni:../x:./y", ("/usr/lib/cni",)),
+    ("relative", ()),
+])
+def test_relative_and_empty_cni_path_entries_are_never_searched(raw, want):
+    assert read_env({**FULL, "CNI_PATH": raw}).path == want

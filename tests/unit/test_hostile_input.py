@@ -1,9 +1,10 @@
 # ruff: noqa: F811  (the summary fixture is imported from tests.reliability.summary)
 """Hostile input, without a kernel: property-based tests over the configuration parser, the
-environment and option validation (never an exception but ours; CNI config errors name their
-key), and the fixed corpus (tests/reliability/corpus.py) through the real executable, where no
-link or namespace it names exists (tests/reliability/test_hostile_corpus.py runs it again in
-User-Mode Linux against links that do exist)."""
+environment, option validation, prevResult and IPAM output (never an exception but ours, never
+code 100; CNI config errors name their key), and the fixed corpus (tests/reliability/corpus.py)
+through the real executable, where no link or namespace it names exists
+(tests/reliability/test_hostile_corpus.py runs it again in User-Mode Linux against links that
+do exist)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import contextlib
 import json
 import subprocess
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bondctl.cni import ipam
 from bondctl.cni.__main__ import _requested_version
 from bondctl.cni.config import bond_spec, parse_config
 from bondctl.cni.env import read_env
@@ -25,8 +27,12 @@ from bondctl.cni.errors import (
     INCOMPATIBLE_VERSION,
     INVALID_CONFIG,
     INVALID_ENV,
+    OUR_CODES,
+    PLUGIN_FAILURE,
+    SPEC_CODES,
     CniError,
 )
+from bondctl.cni.result import add_result, check_for_kernel, interface, normalize, render
 from bondctl.cni.versions import SUPPORTED_VERSIONS
 from bondctl.errors import BondctlError, ValidationError
 from bondctl.model import BondSpec
@@ -70,7 +76,8 @@ LINKS = st.one_of(
 CONFIG_KEYS = st.one_of(
     st.sampled_from(["cniVersion", "name", "type", "mode", "links", "linksInContainer", "mtu",
                      "ipam", "dns", "backend", "logFile", "logLevel", "stateDir", "prevResult",
-                     "MODE", "Links", "cni.dev/valid-attachments", "runtimeConfig"]),
+                     "MODE", "Links", "cni.dev/valid-attachments", "runtimeConfig",
+                     "allowAddressedLinks"]),
     st.sampled_from(sorted({opt.cni_key for opt in OPTIONS.values()})),
     st.sampled_from(sorted(OPTIONS)),
     HOSTILE_TEXT,
@@ -107,7 +114,8 @@ def dumps(obj: Any) -> bytes:
 
 def assert_names_field(exc: CniError) -> None:
     if exc.cni_code == INVALID_CONFIG:
-        assert field_of(exc.msg) in FIELDS, f"message names no field: {exc.msg!r}"
+        assert field_of(exc.msg) in FIELDS | {"allowaddressedlinks"}, \
+            f"message names no field: {exc.msg!r}"
     elif exc.cni_code == INCOMPATIBLE_VERSION:
         assert exc.msg.startswith("cniVersion"), exc.msg
 
@@ -286,3 +294,173 @@ def test_corpus_is_not_trivial():
     codes = {case.code for case in CORPUS.values()}
     assert codes == {DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENV}
     assert len(CORPUS) >= 100
+
+
+# -- no input reaches code 100 --------------------------------------------------------------------
+# Config bytes (with keys repeated in other cases, results in prevResult, nesting at any depth),
+# an environment and an IPAM plugin's output, through every function that reads them: parsing,
+# bond_spec, prevResult and IPAM result checks, the ADD result as printed. Anything but a
+# CniError with a SPEC.md code or one of ours (never 100) is a bug.
+ALLOWED = (SPEC_CODES | OUR_CODES) - {PLUGIN_FAILURE}
+GOOD_CIDRS = st.sampled_from(["10.1.2.3/24", "10.1.2.0/24", "0.0.0.0/0", "::/0",
+                               "2001:db8::5/64"])
+GOOD_IPS = st.sampled_from(["10.1.2.1", "2001:db8::1"])
+ADDRESSES = st.one_of(
+    GOOD_CIDRS, GOOD_IPS,
+    st.sampled_from(["10.1.2.3/33", "fe80::1%eth0/64", "1.2.3.4/024", "10.1.2.3/-1",
+                     "10.1.2.3/" + "9" * 5000, "default", "main", " 10.1.2.3/24",
+                     "10.1.2.3/24\n", "\0", "1.2.3.4/\u0662\u0664"]),
+    HOSTILE_TEXT)
+INTEGERS = st.one_of(st.integers(0, 300), st.integers(-(2**33), 2**33))
+RESULT_SCALARS = st.one_of(SCALARS, ADDRESSES)
+
+
+class Deep(NamedTuple):
+    """Lists and objects nested `levels` deep, written straight as text (json.dumps would
+    overflow the stack on what the plugin must survive)."""
+
+    levels: int
+
+
+def to_json(value: object) -> str:
+    if isinstance(value, Deep):
+        return '{"a": [' * (value.levels // 2) + '"x"' + "]}" * (value.levels // 2)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {to_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(to_json, value)) + "]"
+    return json.dumps(value)
+
+
+def text(value: object) -> bytes:
+    return to_json(value).encode("utf-8", "surrogatepass")
+
+
+DEEP = st.builds(Deep, st.integers(0, 3000))
+RESULT_VALUES = st.one_of(RESULT_SCALARS, VALUES, DEEP)
+# Each result key's plausible values; most entries get those, so that hostile values reach
+# the checks behind the first one (a bad priority on a route whose dst is fine).
+TYPED: dict[str, st.SearchStrategy[object]] = {
+    "address": GOOD_CIDRS, "gateway": GOOD_IPS, "dst": GOOD_CIDRS, "gw": GOOD_IPS,
+    "interface": INTEGERS, "mtu": INTEGERS, "priority": INTEGERS, "table": INTEGERS,
+    "scope": INTEGERS, "advmss": INTEGERS, "nameservers": st.lists(HOSTILE_TEXT, max_size=2),
+    "search": st.lists(HOSTILE_TEXT), "options": st.lists(HOSTILE_TEXT, max_size=2)}
+
+
+@st.composite
+def entries(draw: st.DrawFn, keys: list[str]) -> object:
+    """An object with a result entry's keys (in any case; the first one always), mostly
+    plausible values, now and then a hostile one; or, rarely, anything at all."""
+    if draw(st.integers(0, 15)) == 0:
+        return draw(RESULT_VALUES)
+    out = {}
+    for n, key in enumerate(keys):
+        if n and draw(st.booleans()):
+            continue
+        spelt = draw(st.sampled_from([key, key.upper(), key.title()]))
+        hostile = draw(st.integers(0, 7)) == 0
+        out[spelt] = draw(RESULT_VALUES if hostile else TYPED.get(key, HOSTILE_TEXT))
+    return out
+
+
+def entry_lists(keys: list[str]) -> st.SearchStrategy[object]:
+    return st.one_of(st.lists(entries(keys), max_size=3), RESULT_VALUES)
+
+
+IP_KEYS = ["address", "gateway", "interface", "version"]
+ROUTE_KEYS = ["dst", "gw", "priority", "table", "mtu", "scope", "advmss"]
+DNS_KEYS = ["nameservers", "domain", "search", "options"]
+RESULTS = st.one_of(
+    RESULT_VALUES,
+    st.fixed_dictionaries({}, optional={
+        "cniVersion": st.sampled_from(SUPPORTED_VERSIONS),
+        "interfaces": entry_lists(["name", "mac", "mtu", "sandbox"]),
+        "ips": entry_lists(IP_KEYS),
+        "routes": entry_lists(ROUTE_KEYS),
+        "dns": st.one_of(entries(DNS_KEYS), DEEP),
+    }),
+)
+# Well-formed but for a value here and there: hostile values get past the first checks
+# (no address, routes not a list) to the later ones (a priority out of range).
+NEAR_RESULTS = st.fixed_dictionaries(
+    {"ips": st.lists(entries(IP_KEYS), min_size=1, max_size=2)},
+    optional={"routes": st.lists(entries(ROUTE_KEYS), max_size=3), "dns": entries(DNS_KEYS)})
+
+
+@st.composite
+def config_bytes(draw: st.DrawFn) -> bytes:
+    """A hostile configuration as JSON text, some keys repeated in other cases."""
+    conf = draw(configs())
+    if draw(st.booleans()):
+        conf["prevResult"] = draw(RESULTS)
+    if draw(st.booleans()):
+        conf["dns"] = draw(st.one_of(entries(["nameservers", "domain", "search"]), DEEP))
+    pairs = list(conf.items())
+    for key in draw(st.lists(st.sampled_from(sorted(conf)), max_size=3)):
+        respelt = draw(st.sampled_from([key, key.upper(), key.lower(), key.title()]))
+        pairs.insert(draw(st.integers(0, len(pairs))), (respelt, draw(RESULT_VALUES)))
+    return ("{" + ", ".join(f"{json.dumps(k)}: {to_json(v)}" for k, v in pairs) + "}"
+            ).encode("utf-8", "surrogatepass")
+
+
+IPAM_OUTPUT = st.one_of(
+    st.binary(max_size=80),
+    st.builds(text, RESULTS),
+    st.builds(text, NEAR_RESULTS),
+    st.builds(text, st.fixed_dictionaries({"code": RESULT_VALUES}, optional={
+        "msg": RESULT_VALUES, "details": RESULT_VALUES})),
+)
+ENVIRONMENTS = st.dictionaries(
+    st.sampled_from(["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS",
+                     "CNI_PATH"]),
+    st.one_of(ENV_VALUES, st.sampled_from(["bin:/opt/cni/bin", ".", "::", "/a:b:/c"])))
+BOND = interface("bond0", "02:00:00:00:00:01", "/run/netns/p", 1500)
+
+
+def ours(call: Any, allowed: frozenset[int] = ALLOWED) -> Any:
+    try:
+        return call()
+    except CniError as exc:
+        assert exc.cni_code in allowed, (exc.cni_code, exc.msg)
+        return None
+
+
+def printed(result: dict[str, Any], version: str) -> None:
+    """What the plugin would print: every version's layout, JSON, pretty as __main__ does."""
+    json.dumps(render(result, version), indent=4)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(raw=config_bytes(), environ=ENVIRONMENTS, out=IPAM_OUTPUT,
+       mtu=st.one_of(st.none(), st.integers(68, 65535)))
+def test_no_input_reaches_code_100(raw, environ, out, mtu):
+    ours(lambda: read_env(environ))
+    conf = ours(lambda: parse_config(raw))
+    if conf is not None:
+        ours(lambda: bond_spec(conf, "bond0"))
+        if conf.prev_result is not None:
+            ours(lambda: normalize(conf.prev_result, "prevResult"))
+        chained = ours(lambda: add_result(conf.prev_result, BOND, [], None, conf.dns))
+        if chained is not None:
+            printed(chained, conf.cni_version)
+    result = ours(lambda: ipam.read_result(out, "fake"))
+    if result is not None:
+        ours(lambda: check_for_kernel(result, mtu, "ipam fake result"))
+        printed(add_result(None, BOND, [], result, None), "0.4.0")
+    # A failed IPAM run: its own code passes only if it is one a plugin may give.
+    code = ipam.failure("fake", "ADD", 1, out, b"").cni_code
+    assert 0 < code < 1000 and code != PLUGIN_FAILURE
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(result=st.one_of(NEAR_RESULTS, st.fixed_dictionaries(
+           {"ips": st.lists(entries(IP_KEYS), min_size=1, max_size=2),
+            "routes": st.lists(entries(ROUTE_KEYS), min_size=1, max_size=3)})),
+       mtu=st.one_of(st.none(), st.integers(68, 65535)))
+def test_ipam_results_that_decode_never_reach_code_100(result, mtu):
+    """The same, aimed at the second stage: results that are well-formed but for a value
+    here and there, through the checks before the kernel sees them."""
+    checked = ours(lambda: ipam.read_result(text(result), "fake"))
+    if checked is not None:
+        ours(lambda: check_for_kernel(checked, mtu, "ipam fake result"))
+        printed(add_result(None, BOND, [], checked, None), "1.1.0")
