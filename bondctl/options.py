@@ -68,6 +68,15 @@ class Option(NamedTuple):
     min_kernel: tuple[int, int] = (0, 0)
     aliases: tuple[str, ...] = ()  # other names people and tools use for it
     ifla_suffix: str = ""  # IFLA_BOND_<suffix> where the kernel's header spells it otherwise
+    # Other tools' files (bondctl/formats): None/False where the tool cannot express it.
+    networkd: str | None = None  # systemd.netdev [Bond] key; an ifname option is the slave's
+    #                              .network [Network] KEY=yes (PrimarySlave=, ActiveSlave=)
+    netplan: str | None = None  # key under bonds.NAME.parameters
+    ifupdown2: bool = True  # interfaces(5) "bond-" + name with "-" (ifupdown2 3.0 addons/bond)
+    nm: bool = True  # NetworkManager 1.42 keyfile [bond] key: the kernel name
+    nmstate: bool = True  # nmstate link-aggregation.options key: the kernel name
+    nmstate_words: tuple[str, ...] = ()  # nmstate's words for a flag's 0 and 1, if not bools
+    unit: str = ""  # "ms" or "s" when the value is a duration (networkd time spans)
 
     @property
     def ifla_name(self) -> str:
@@ -227,24 +236,29 @@ _OPTIONS: tuple[Option, ...] = (
     Option(
         "mode", "enum", "balance-rr", "Bonding policy.", 1, "u8", "mode", "mode", "mode", "mode",
         choices=MODES, down=True, no_slaves=True,
+        networkd="Mode", netplan="mode",
     ),
     Option(
         "active_slave", "ifname", "", "The slave that carries traffic now (active-backup, tlb, "
         "alb).", 2, "ifindex", "active_slave", "activeSlave", "active_slave", "active_slave",
         modes=_ACTIVE_MODES, effective=_ACTIVE_MODES, after_slaves=True,
+        networkd="ActiveSlave", ifupdown2=False, nmstate=False,
     ),
     Option(
         "miimon", "int", 0, "MII link monitoring interval in ms; 0 turns it off (802.3ad, tlb "
         "and alb force 100 when neither monitor is set).", 3, "u32",
         "miimon", "miimon", "miimon", "miimon",
+        networkd="MIIMonitorSec", netplan="mii-monitor-interval", unit="ms",
     ),
     Option(
         "updelay", "int", 0, "Delay in ms before enabling a slave after link up; a multiple of "
         "miimon.", 4, "u32", "updelay", "updelay", "updelay", "updelay",
+        networkd="UpDelaySec", netplan="up-delay", unit="ms",
     ),
     Option(
         "downdelay", "int", 0, "Delay in ms before disabling a slave after link failure; a "
         "multiple of miimon.", 5, "u32", "downdelay", "downdelay", "downdelay", "downdelay",
+        networkd="DownDelaySec", netplan="down-delay", unit="ms",
     ),
     Option(
         "use_carrier", "flag", 1, "Use the driver's carrier state (1) or MII/ethtool ioctls (0) "
@@ -254,47 +268,56 @@ _OPTIONS: tuple[Option, ...] = (
         "arp_interval", "int", 0, "ARP link monitoring interval in ms; 0 turns it off.", 7,
         "u32", "arp_interval", "arpInterval", "arp_interval", "arp_interval",
         modes=_ARP_MODES, effective=_ARP_MODES,
+        networkd="ARPIntervalSec", netplan="arp-interval", ifupdown2=False, unit="ms",
     ),
     Option(
         "arp_ip_target", "ipv4list", (), "IPv4 addresses the ARP monitor probes.", 8,
         "in_addr_list", "arp_ip_target", "arpIpTargets", "arp_ip_target", "arp_ip_target",
         effective=_ARP_MODES, aliases=("arp_ip_targets",),
+        networkd="ARPIPTargets", netplan="arp-ip-targets", ifupdown2=False,
     ),
     Option(
         "arp_validate", "enum", "none", "Whether ARP probes and replies are validated.", 9, "u32",
         "arp_validate", "arpValidate", "arp_validate", "arp_validate",
         choices=("none", "active", "backup", "all", "filter", "filter_active", "filter_backup"),
         modes=_ARP_MODES, effective=_ARP_MODES,
+        networkd="ARPValidate", netplan="arp-validate", ifupdown2=False,
     ),
     Option(
         "arp_all_targets", "enum", "any", "A slave is up when any or all ARP targets answer.",
         10, "u32", "arp_all_targets", "arpAllTargets", "arp_all_targets", "arp_all_targets",
         choices=("any", "all"), effective=_ARP_MODES,
+        networkd="ARPAllTargets", netplan="arp-all-targets", ifupdown2=False,
     ),
     Option(
         "primary", "ifname", "", "The preferred slave: active whenever it is up.", 11,
         "ifindex", "primary", "primary", "primary", "primary",
         modes=_ACTIVE_MODES, effective=_ACTIVE_MODES, after_slaves=True,
+        networkd="PrimarySlave", netplan="primary",
     ),
     Option(
         "primary_reselect", "enum", "always", "When the primary slave becomes active again.", 12,
         "u8", "primary_reselect", "primaryReselect", "primary_reselect", "primary_reselect",
         choices=("always", "better", "failure"), effective=_ACTIVE_MODES,
+        networkd="PrimaryReselectPolicy", netplan="primary-reselect-policy",
     ),
     Option(
         "fail_over_mac", "enum", "none", "MAC policy on failover: none, active or follow.", 13,
         "u8", "fail_over_mac", "failOverMac", "fail_over_mac", "fail_over_mac",
         choices=("none", "active", "follow"), effective=frozenset({AB}), no_slaves=True,
+        networkd="FailOverMACPolicy", netplan="fail-over-mac-policy", ifupdown2=False,
     ),
     Option(
         "xmit_hash_policy", "enum", "layer2", "Transmit hash for balance-xor, 802.3ad and tlb.",
         14, "u8", "xmit_hash_policy", "xmitHashPolicy", "xmit_hash_policy", "xmit_hash_policy",
         choices=("layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4", "vlan+srcmac"),
         effective=frozenset({XOR, LACP, TLB}),
+        networkd="TransmitHashPolicy", netplan="transmit-hash-policy",
     ),
     Option(
         "resend_igmp", "int", 1, "IGMP membership reports sent after a failover.", 15, "u32",
         "resend_igmp", "resendIgmp", "resend_igmp", "resend_igmp", maximum=255,
+        networkd="ResendIGMP", netplan="resend-igmp", ifupdown2=False,
     ),
     Option(
         "num_grat_arp", "int", 1, "Peer notifications (gratuitous ARP, unsolicited NA) sent "
@@ -302,26 +325,33 @@ _OPTIONS: tuple[Option, ...] = (
         "num_grat_arp", maximum=255, effective=_ACTIVE_MODES,
         aliases=("num_unsol_na", "num_peer_notif"),
         ifla_suffix="NUM_PEER_NOTIF",
+        networkd="GratuitousARP", netplan="gratuitous-arp",
     ),
     Option(
         "all_slaves_active", "flag", 0, "Deliver duplicate frames received on inactive slaves.",
         17, "u8", "all_slaves_active", "allSlavesActive", "all_slaves_active",
         "all_slaves_active",
+        networkd="AllSlavesActive", netplan="all-slaves-active", ifupdown2=False,
+        nmstate_words=("dropped", "delivered"),
     ),
     Option(
         "min_links", "int", 0, "Minimum slaves up before the bond reports carrier.", 18, "u32",
         "min_links", "minLinks", "min_links", "min_links", effective=frozenset({LACP}),
+        networkd="MinLinks", netplan="min-links",
     ),
     Option(
         "lp_interval", "int", 1, "Seconds between learning packets to each slave's switch.", 19,
         "u32", "lp_interval", "lpInterval", "lp_interval", "lp_interval", minimum=1,
         effective=frozenset({TLB, ALB}),
+        networkd="LearnPacketIntervalSec", netplan="learn-packet-interval", ifupdown2=False,
+        unit="s",
     ),
     Option(
         "packets_per_slave", "int", 1, "Packets sent through a slave before moving on "
         "(balance-rr); 0 picks slaves at random.", 20, "u32", "packets_per_slave",
         "packetsPerSlave", "packets_per_slave", "packets_per_slave", maximum=65535,
         modes=frozenset({RR}), effective=frozenset({RR}),
+        networkd="PacketsPerSlave", netplan="packets-per-slave", ifupdown2=False,
     ),
     Option(
         "lacp_rate", "enum", "slow", "LACPDU rate asked of the 802.3ad partner: slow (30 s) or "
@@ -329,55 +359,65 @@ _OPTIONS: tuple[Option, ...] = (
         choices=("slow", "fast"), modes=frozenset({LACP}), effective=frozenset({LACP}),
         down=True,
         ifla_suffix="AD_LACP_RATE",
+        networkd="LACPTransmitRate", netplan="lacp-rate",
     ),
     Option(
         "ad_select", "enum", "stable", "802.3ad aggregator selection logic.", 22, "u8",
         "ad_select", "adSelect", "ad_select", "ad_select",
         choices=("stable", "bandwidth", "count"), effective=frozenset({LACP}), down=True,
+        networkd="AdSelect", netplan="ad-select", ifupdown2=False,
     ),
     Option(
         "ad_actor_sys_prio", "int", 65535, "802.3ad system priority.", 24, "u16",
         "ad_actor_sys_prio", "adActorSysPrio", "ad_actor_sys_prio", "ad_actor_sys_prio",
         minimum=1, maximum=65535, modes=frozenset({LACP}), effective=frozenset({LACP}),
+        networkd="AdActorSystemPriority",
     ),
     Option(
         "ad_user_port_key", "int", 0, "802.3ad user part of the port key (upper 10 bits).", 25,
         "u16", "ad_user_port_key", "adUserPortKey", "ad_user_port_key", "ad_user_port_key",
         maximum=1023, modes=frozenset({LACP}), effective=frozenset({LACP}), down=True,
+        networkd="AdUserPortKey", ifupdown2=False,
     ),
     Option(
         "ad_actor_system", "mac", "00:00:00:00:00:00", "802.3ad system MAC in LACPDUs "
         "(not multicast).", 26, "mac", "ad_actor_system", "adActorSystem", "ad_actor_system",
         "ad_actor_system", modes=frozenset({LACP}), effective=frozenset({LACP}),
+        networkd="AdActorSystem",
     ),
     Option(
         "tlb_dynamic_lb", "flag", 1, "Shuffle flows between slaves by load (balance-tlb, "
         "balance-alb).", 27, "u8", "tlb_dynamic_lb", "tlbDynamicLb", "tlb_dynamic_lb",
         "tlb_dynamic_lb", modes=frozenset({TLB, ALB}), effective=frozenset({TLB, ALB}),
         down=True,
+        networkd="DynamicTransmitLoadBalancing", ifupdown2=False,
     ),
     Option(
         "peer_notif_delay", "int", 0, "Delay in ms between peer notifications; a multiple of "
         "miimon.", 28, "u32", "peer_notify_delay", "peerNotifDelay", "peer_notify_delay",
         "peer_notif_delay", maximum=300000, effective=_ACTIVE_MODES,
         aliases=("peer_notify_delay",),
+        ifupdown2=False, nmstate=False, unit="ms",
     ),
     Option(
         "lacp_active", "flag", 1, "Send LACPDUs periodically (1) or only when spoken to (0).",
         29, "u8", "ad_lacp_active", "lacpActive", "lacp_active", "lacp_active",
         modes=frozenset({LACP}), effective=frozenset({LACP}), down=True,
         ifla_suffix="AD_LACP_ACTIVE",
+        ifupdown2=False, nm=False, nmstate=False,
     ),
     Option(
         "arp_missed_max", "int", 2, "Missed ARP intervals before a slave is down.", 30, "u8",
         "arp_missed_max", "arpMissedMax", "arp_missed_max", "arp_missed_max", minimum=1,
         maximum=255, modes=_ARP_MODES, effective=_ARP_MODES, aliases=("missed_max",),
         ifla_suffix="MISSED_MAX",
+        ifupdown2=False, nm=False, nmstate=False,
     ),
     Option(
         "ns_ip6_target", "ipv6list", (), "IPv6 addresses the ARP/NS monitor probes.", 31,
         "in6_addr_list", "ns_ip6_target", "nsIp6Targets", "ns_ip6_target", None,
         effective=_ARP_MODES, aliases=("ns_ip6_targets",),
+        ifupdown2=False, nm=False, nmstate=False,
     ),
     Option(
         "coupled_control", "flag", 1, "802.3ad coupled control of the collecting and "
@@ -387,6 +427,7 @@ _OPTIONS: tuple[Option, ...] = (
         # the read-back after every change, not this version, decides whether it took.
         None, None, modes=frozenset({LACP}), effective=frozenset({LACP}),
         down=True, min_kernel=(6, 9),
+        ifupdown2=False, nm=False, nmstate=False,
     ),
 )
 
@@ -408,6 +449,7 @@ class SlaveOption(NamedTuple):
     minimum: int
     maximum: int
     modes: frozenset[int] = ALL_MODES
+    nm_port: str | None = None  # NetworkManager 1.42 keyfile [bond-port] key (bondctl/formats)
 
     def parse(self, raw: object) -> int:
         try:
@@ -429,7 +471,7 @@ SLAVE_OPTIONS: dict[str, SlaveOption] = {
     for opt in (
         SlaveOption(
             "queue_id", 0, "Transmit queue this slave is mapped to.", 5, "u16", "queue_id",
-            "queueId", "queue_id", 0, 65535,
+            "queueId", "queue_id", 0, 65535, nm_port="queue-id",
         ),
         SlaveOption(
             "prio", 0, "Priority when a new active slave is chosen (higher wins).", 9, "s32",

@@ -13,6 +13,7 @@ packages=(
     podman crun conmon containernetworking-plugins golang-github-containers-common
     busybox-static uidmap libteam-utils strace
     gcc libc6-dev
+    ifupdown2 netplan.io libnm0
 )
 
 missing=()
@@ -26,6 +27,18 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# `nmcli --offline` checks the NetworkManager keyfiles bondctl exports. Installing the
+# network-manager package would pull in udev and start it on this host: take only nmcli out
+# of it (its library, libnm0, is installed above).
+nmcli_dir=/var/cache/bondctl/nmcli
+if [[ ! -x $nmcli_dir/usr/bin/nmcli ]]; then
+    tmp=$(mktemp -d) && chmod 0755 "$tmp"  # apt-get download runs as _apt
+    (cd "$tmp" && apt-get download -q network-manager)
+    dpkg-deb -x "$tmp"/network-manager_*.deb "$tmp/root"
+    install -D -m 0755 "$tmp/root/usr/bin/nmcli" "$nmcli_dir/usr/bin/nmcli"
+    rm -rf "$tmp"
 fi
 
 # modprobe -d /usr/lib/uml looks in /usr/lib/uml/lib/modules/$(uname -r); the package ships

@@ -320,6 +320,48 @@ def check(ctx: typer.Context, file: FileOpt, json_: JsonOpt = False) -> None:
     desired.check(_session(ctx, json_=json_), file)
 
 
+# -- other tools' files -------------------------------------------------------------------------
+FormatOpt = Annotated[str, typer.Option(
+    "--format", "-F", metavar="networkd|netplan|nmstate|nm-keyfile|ifupdown2",
+    help="The other tool's format.", show_default=False)]
+
+
+@app.command()
+@handled
+def export(
+    ctx: typer.Context,
+    fmt: FormatOpt,
+    name: Annotated[str | None, typer.Argument(
+        help="The running bond (default: every bond in the namespace).", show_default=False,
+        metavar="[NAME]")] = None,
+    file: Annotated[Path | None, typer.Option(
+        "-f", "--file", help="Export the bonds of this desired-state file instead.",
+        show_default=False, metavar="FILE")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the files into DIR (default: stdout, each after a "
+        "'# file: NAME' line).", show_default=False, metavar="DIR")] = None,
+) -> None:
+    """Write what recreates bonds at boot in another tool's format; warn about every
+    setting that format cannot carry."""
+    from bondctl.cli import persist
+
+    persist.export(_session(ctx), fmt, name, file, out)
+
+
+@app.command("import")
+@handled
+def import_(
+    ctx: typer.Context,
+    fmt: FormatOpt,
+    path: Annotated[Path, typer.Argument(help="A file, a directory of files, or '-' (stdin).",
+                                         show_default=False, metavar="PATH")],
+) -> None:
+    """Read bonds from another tool's files; print them as a desired-state file."""
+    from bondctl.cli import persist
+
+    persist.import_(fmt, path)
+
+
 # -- first steps ---------------------------------------------------------------------------------
 @app.command()
 @handled
