@@ -96,3 +96,47 @@ def test_an_unconfirmed_change_rolls_back_and_a_committed_one_stays(netns, make_
     busy = bondctl("commit", env=env, check=False)
     assert busy.returncode == 3 and "was committed" in busy.stderr
     assert os.listdir(tmp_path / "checkpoints")  # last.json says what became of it
+
+
+# ifupdown2 writes its state under /var/tmp/network, logs under /var/log/ifupdown2 and locks
+# /run/network/.lock: on the host's filesystem, in User-Mode Linux. `ip netns exec` gives the
+# command its own mount namespace (slave to the host's): tmpfs mounts made inside stay there.
+PRIVATE_RUN = """
+import os, subprocess, sys
+for path in ("/var/tmp", "/var/log", "/run/network"):
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", path], check=True)
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_ifupdown2_brings_an_exported_bond_back_with_no_drift(netns, make_links, tmp_path):
+    ifup = shutil.which("ifup", path="/usr/sbin:/sbin")
+    assert ifup, "ifupdown2 is not installed (scripts/setup.sh installs it)"
+    a, b = make_links(netns, 2)
+    env = {"BONDCTL_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    cli = ("--netns", netns.name)
+    original = tmp_path / "bond.yaml"
+    original.write_text(BOND_FILE.format(a=a, b=b, **FULL))
+    bondctl(*cli, "apply", "-f", str(original), env=env)
+    out = tmp_path / "ifupdown2"
+    exported = bondctl(*cli, "export", "bond0", "--format", "ifupdown2", "--out", str(out),
+                       env=env)
+    assert "warning" not in exported.stderr  # this bond has nothing ifupdown2 cannot carry
+
+    bondctl(*cli, "delete", "bond0", env=env)
+    assert netns.link("bond0") is None and netns.link("bond0.71") is None
+    gone = bondctl(*cli, "check", "-f", str(original), env=env, check=False)
+    assert gone.returncode == 6
+
+    proc = netns.run(sys.executable, "-c", PRIVATE_RUN, ifup, "-i", str(out / "interfaces"),
+                     "-a", check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    data = bond_data(netns)
+    assert (data["mode"], data["ad_lacp_rate"], data["xmit_hash_policy"], data["miimon"]) == (
+        "802.3ad", "fast", "layer3+4", 100)
+    assert addresses_of(netns, "bond0") == {"10.71.0.1/24", "2001:db8:71::1/64"}
+    assert addresses_of(netns, "bond0.71") == {"10.72.0.1/24"}
+    assert {netns.link(s).get("master") for s in (a, b)} == {"bond0"}
+    check = bondctl(*cli, "check", "-f", str(original), env=env, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
