@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 BOND_FILE = """
 - name: bond0
   mode: 802.3ad
@@ -58,6 +60,7 @@ def wait_for(predicate, seconds):
     return predicate()
 
 
+@pytest.mark.uml_weight(15)  # two rollback windows: ~60 s in UML, a typical test ~4 s
 def test_an_unconfirmed_change_rolls_back_and_a_committed_one_stays(netns, make_links,
                                                                     tmp_path):
     a, b = make_links(netns, 2)
@@ -110,6 +113,7 @@ os.execvp(sys.argv[1], sys.argv[1:])
 """
 
 
+@pytest.mark.uml_weight(4)  # ~16 s in UML
 def test_ifupdown2_brings_an_exported_bond_back_with_no_drift(netns, make_links, tmp_path):
     ifup = shutil.which("ifup", path="/usr/sbin:/sbin")
     assert ifup, "ifupdown2 is not installed (scripts/setup.sh installs it)"
