@@ -68,6 +68,7 @@ class PodmanEnv:
         self.plugin_dirs = plugin_dirs
         self.net_dir = root / "net.d"
         self.ipam_dir = root / "ipam"  # host-local's dataDir for the configs written here
+        self.log_dir = root / "log"  # the only place `bond` may put a logFile (made by it)
         for d in (self.net_dir, self.ipam_dir, root / "graph", root / "runroot", root / "tmp",
                   root / "libpod"):
             d.mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,9 @@ class PodmanEnv:
             "TMPDIR": str(root / "tmp"),
             "CONTAINERS_CONF": str(self.containers_conf),
             "CONTAINERS_STORAGE_CONF": str(self.storage_conf),
+            # podman passes its environment on to CNI plugins: the node admin's setting of
+            # where `bond` may write a logFile, here this podman's own log_dir.
+            "BONDCTL_LOG_DIR": str(self.log_dir),
         }
 
     def add_network(self, conflist: dict[str, Any]) -> Path:

@@ -97,7 +97,7 @@ def test_podman_add_and_del_with_host_links(installed: Path, make_podman_env: An
             "links": [{"name": name} for name in links],
             "ipam": {"type": "host-local", "subnet": subnet,
                      "dataDir": str(podman.ipam_dir)},
-            "logFile": str(podman.root / "bond.log"),
+            "logFile": str(podman.log_dir / "bond.log"),
             "logLevel": "debug",
         }],
     })
@@ -123,6 +123,8 @@ def test_podman_add_and_del_with_host_links(installed: Path, make_podman_env: An
                          "/sys/class/net/bond0/bonding/slaves", ifname="bond0")
     assert bonding.split() == ["active-backup", "1", *links], bonding
     assert {n for n in links if host_link(n)} == set(links)
+    log = (podman.log_dir / "bond.log").read_text()
+    assert " ADD " in log and " DEL " in log, log  # the logFile was taken, not refused
 
 
 def host_link(name: str) -> dict[str, Any]:
