@@ -4,26 +4,43 @@ A record says what ADD took and how each link was before, so DEL, GC and a rolle
 everything back even after a crash. Records are written atomically (temp file, fsync,
 rename) and only ever opened relative to the state directory's fd, never through a symlink:
 the directory is root's, but a planted symlink must not turn a write into someone else's file.
+
+stateDir comes from the network config, which a tenant writes: it must lie inside the root the
+node's admin allows (BONDCTL_STATE_ROOT), reached below that root without following a symlink.
+A record is read as untrusted input: a regular file only (a FIFO must not hang DEL), at most
+64 KiB, checked against the schema before any field is used; a bad one raises BadRecord.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
 import json
 import os
+import re
+import stat
 import time
+from collections.abc import Callable
 from typing import Any
 
+from ..errors import ValidationError
+from ..names import check_ifname
 from .env import CONTAINER_ID
-from .errors import IO_FAILURE, TRY_AGAIN, CniError
+from .errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN, CniError
+from .paths import below, open_dirs, open_root
 
 RECORD_SUFFIX = ".json"
 LOCK_SUFFIX = ".lock"
+STATE_ROOT_ENV = "BONDCTL_STATE_ROOT"
+DEFAULT_STATE_ROOT = "/var/lib/cni"
+MAX_RECORD = 64 * 1024
 _SEP = "@"  # never in a container ID, so "<id>@<ifname>" splits one way only
 _MAX_NAME = 200
 _LOCK_POLL = 0.05
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
 def attachment_key(container_id: str, ifname: str) -> str:
@@ -37,25 +54,43 @@ def attachment_key(container_id: str, ifname: str) -> str:
     return key
 
 
+class BadRecord(CniError):
+    """A state record that is no regular file, too large, not JSON or not of the schema."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(IO_FAILURE, f"state record {key} {why}")
+        self.key = key
+
+
+_OPEN_WHY = {errno.ELOOP: "is not a regular file (a symlink)",
+             errno.ENXIO: "is not a regular file (a socket or device)"}
+
+
 class StateDir:
-    """The state directory, opened once with O_NOFOLLOW and checked before any use."""
+    """The state directory, reached without a symlink below the allowed root and checked
+    before any use. Locks taken are released, their files removed, by close() (run at exit
+    at the latest)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = self._open(path)
-        self._locks: list[int] = []
+        self._locks: dict[str, int] = {}
+        atexit.register(self.close)
 
     @staticmethod
     def _open(path: str) -> int:
+        root = os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT
+        parts = below(root, path)
+        if parts is None:
+            raise CniError(INVALID_CONFIG, f"stateDir: {path!r} is not a plain absolute path "
+                           f"inside {root} (the node's {STATE_ROOT_ENV})")
         try:
-            os.makedirs(os.path.dirname(path) or "/", mode=0o755, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(path, 0o700)
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = open_dirs(open_root(root, 0o755), parts, create=0o700)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise CniError(IO_FAILURE, f"stateDir {path} is a symlink or not a directory; "
-                               "refusing to use it") from None
+                raise CniError(IO_FAILURE, f"stateDir {path} is a symlink or not a directory "
+                               f"(or one of its parents below {root} is); refusing to use "
+                               "it") from None
             raise CniError(IO_FAILURE, f"stateDir {path}: {exc.strerror}") from None
         st = os.fstat(fd)
         if st.st_uid not in (0, os.geteuid()):
@@ -69,29 +104,36 @@ class StateDir:
         return fd
 
     def close(self) -> None:
-        for fd in self._locks:
-            os.close(fd)
-        self._locks.clear()
-        os.close(self.fd)
+        atexit.unregister(self.close)
+        for name in list(self._locks):
+            self.unlock(name)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     # -- records ----------------------------------------------------------------------------
     def read(self, key: str) -> dict[str, Any] | None:
+        """The record, checked against the schema (defaults filled); None when there is none;
+        BadRecord when it cannot be trusted. Never blocks."""
         try:
-            fd = os.open(key + RECORD_SUFFIX, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=self.fd)
+            fd = os.open(key + RECORD_SUFFIX, _READ_FLAGS, dir_fd=self.fd)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise CniError(IO_FAILURE, f"state record {key}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as fh:
-            data = fh.read()
+            raise BadRecord(key, _OPEN_WHY.get(exc.errno or 0, f"cannot be read: {exc.strerror}")
+                            ) from None
         try:
-            record = json.loads(data)
-        except ValueError:
-            raise CniError(IO_FAILURE, f"state record {key} is corrupt") from None
-        if not isinstance(record, dict):
-            raise CniError(IO_FAILURE, f"state record {key} is corrupt")
-        return record
+            data = _read_capped(fd, key)
+        finally:
+            os.close(fd)
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise BadRecord(key, "is not valid JSON") from None
+        try:
+            return check_record(obj)
+        except RecordError as exc:
+            raise BadRecord(key, str(exc)) from None
 
     def write(self, key: str, record: dict[str, Any]) -> None:
         """Replace the record atomically: readers see the old one or the new one, whole."""
@@ -119,37 +161,282 @@ class StateDir:
             os.fsync(self.fd)
         except FileNotFoundError:
             pass
+        except OSError as exc:  # EISDIR: a planted directory, not ours to remove
+            raise CniError(IO_FAILURE, f"cannot remove state record {key}: {exc.strerror}"
+                           ) from None
 
     def records(self) -> list[str]:
-        return sorted(name[: -len(RECORD_SUFFIX)] for name in os.listdir(self.fd)
-                      if name.endswith(RECORD_SUFFIX) and not name.startswith("."))
+        """Keys of the names that look like records (what each one holds, read() checks)."""
+        try:
+            names = os.listdir(self.fd)
+        except OSError as exc:
+            raise CniError(IO_FAILURE, f"cannot list stateDir {self.path}: {exc.strerror}"
+                           ) from None
+        return sorted(name[: -len(RECORD_SUFFIX)] for name in names
+                      if name.endswith(RECORD_SUFFIX) and len(name) > len(RECORD_SUFFIX)
+                      and not name.startswith("."))
 
     # -- locks ------------------------------------------------------------------------------
     def lock(self, name: str, *, wait: float, what: str) -> bool:
-        """flock `name`.lock in the state dir, held until close(); False if still busy after
-        `wait` seconds (0: try once). The lock files stay: unlinking one races with a waiter."""
-        try:
-            fd = os.open(name + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
-        except OSError as exc:
-            raise CniError(IO_FAILURE, f"cannot open lock for {what}: {exc.strerror}") from None
+        """flock `name`.lock in the state dir, held until unlock() or close(); False if still
+        busy after `wait` seconds (0: try once).
+
+        The holder removes the lock file before it lets go, so a waiter may end up holding
+        the lock of a file no longer in the directory: after each flock the name must still
+        lead to the locked file, or the waiter starts over on the new one."""
+        if name in self._locks:
+            return True
         deadline = time.monotonic() + wait
         while True:
+            fd = self._open_lock(name, what)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() >= deadline:
-                    os.close(fd)
                     return False
                 time.sleep(_LOCK_POLL)
                 continue
-            self._locks.append(fd)
-            return True
+            try:
+                named = self._still_named(fd, name, what)
+            except BaseException:
+                os.close(fd)
+                raise
+            if named:
+                self._locks[name] = fd
+                return True
+            os.close(fd)  # removed by the holder we waited for: take the new one
+
+    def _open_lock(self, name: str, what: str) -> int:
+        try:
+            return os.open(name + LOCK_SUFFIX, _LOCK_FLAGS, 0o600, dir_fd=self.fd)
+        except OSError as exc:
+            raise CniError(IO_FAILURE, f"cannot open lock for {what}: {exc.strerror}") from None
+
+    def _still_named(self, fd: int, name: str, what: str) -> bool:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CniError(IO_FAILURE, f"lock for {what} is not a regular file")
+        if st.st_nlink == 0:
+            return False
+        try:
+            now = os.stat(name + LOCK_SUFFIX, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+    def unlock(self, name: str) -> None:
+        """Remove the lock file while still holding it (no one can hold it meanwhile), then
+        let go."""
+        fd = self._locks.pop(name, None)
+        if fd is None:
+            return
+        try:
+            if self._still_named(fd, name, name):
+                os.unlink(name + LOCK_SUFFIX, dir_fd=self.fd)
+        except (OSError, CniError):
+            pass  # the lock goes with the fd regardless; a file left behind is harmless
+        finally:
+            os.close(fd)
 
     def lock_or_busy(self, name: str, *, wait: float, what: str) -> None:
         if not self.lock(name, wait=wait, what=what):
             raise CniError(TRY_AGAIN, f"{what} is held by another operation in progress; "
                            "try again later")
+
+
+def _read_capped(fd: int, key: str) -> bytes:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise BadRecord(key, "is not a regular file")
+    chunks, size = [], 0
+    try:
+        while size <= MAX_RECORD:
+            chunk = os.read(fd, MAX_RECORD + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise BadRecord(key, f"cannot be read: {exc.strerror}") from None
+    if size > MAX_RECORD:
+        raise BadRecord(key, f"is larger than {MAX_RECORD // 1024} KiB")
+    return b"".join(chunks)
+
+
+# -- the record schema (docs: /tmp/work/record.md, version 2; version 1 still read) -----------
+class RecordError(ValueError):
+    """A deviation from the schema, naming the field: "field links[0].index: ..."."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"field {where}: {why}" if where else why)
+
+
+_REQUIRED = object()
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){0,31}")
+_IP = re.compile(r"[0-9a-fA-F:.]{2,45}")
+_CIDR = re.compile(r"[0-9a-fA-F:.]{2,45}/[0-9]{1,3}")
+_SYSCTL = re.compile(r"ipv[46]/[a-z0-9_]{1,64}")
+_SYSCTL_VALUE = re.compile(r"[ -~]{0,64}")
+_U32 = 2**32 - 1
+_IFINDEX_MAX = 2**31 - 1
+
+Check = Callable[[Any, str], Any]
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: Any, where: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RecordError(where, "expected an integer")
+        if not low <= value <= high:
+            raise RecordError(where, f"{value} is out of range ({low}..{high})")
+        return value
+    return check
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise RecordError(where, "expected a string")
+    return value
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise RecordError(where, "expected true or false")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise RecordError(where, "expected a number")
+    return value
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Check:
+    def check(value: Any, where: str) -> str:
+        if not pattern.fullmatch(_string(value, where)):
+            raise RecordError(where, f"{value!r} is not {what}")
+        return value  # type: ignore[no-any-return]
+    return check
+
+
+def _nullable(check: Check) -> Check:
+    return lambda value, where: None if value is None else check(value, where)
+
+
+def _list_of(check: Check, low: int = 0, high: int = 4096) -> Check:
+    def each(value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise RecordError(where, "expected a list")
+        if not low <= len(value) <= high:
+            raise RecordError(where, f"expected {low} to {high} entries, not {len(value)}")
+        return [check(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    return each
+
+
+def _object(fields: dict[str, tuple[Any, Check]]) -> Check:
+    """An object with these fields (default _REQUIRED: must be there; a type such as list: a
+    fresh one when absent); other keys are kept as they are."""
+    def check(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise RecordError(where, "expected an object")
+        out = dict(value)
+        for key, (default, field) in fields.items():
+            path = f"{where}.{key}" if where else key
+            if key in value:
+                out[key] = field(value[key], path)
+            elif default is _REQUIRED:
+                raise RecordError(path, "missing")
+            else:
+                out[key] = default() if callable(default) else default
+        return out
+    return check
+
+
+def _ifname(value: Any, where: str) -> str:
+    try:
+        return check_ifname(value)
+    except ValidationError as exc:
+        raise RecordError(where, exc.msg) from None
+
+
+def _container_id(value: Any, where: str) -> str:
+    if not CONTAINER_ID.match(_string(value, where)):
+        raise RecordError(where, f"{value!r} is not a container ID")
+    return value  # type: ignore[no-any-return]
+
+
+def _abs_path(value: Any, where: str) -> str:
+    if not _string(value, where).startswith("/") or "\0" in value:
+        raise RecordError(where, f"{value!r} is not an absolute path")
+    return value  # type: ignore[no-any-return]
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any, where: str) -> str:
+        if _string(value, where) not in choices:
+            raise RecordError(where, f"{value!r} is not one of {', '.join(choices)}")
+        return value  # type: ignore[no-any-return]
+    return check
+
+
+def _sysctls(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise RecordError(where, "expected an object")
+    for key, setting in value.items():
+        _matching(_SYSCTL, "a per-link sysctl (ipv4/NAME or ipv6/NAME)")(key, where)
+        _matching(_SYSCTL_VALUE, "a sysctl value")(setting, f"{where}.{key}")
+    return dict(value)
+
+
+_index = _integer(1, _IFINDEX_MAX)
+_u32 = _nullable(_integer(0, _U32))
+_mac = _nullable(_matching(_MAC, "a link-layer address"))
+_ROUTE = _object({"dst": (_REQUIRED, _matching(re.compile(f"default|{_CIDR.pattern}"),
+                                                "a prefix or default")),
+                  "gateway": (None, _nullable(_matching(_IP, "an IP address"))),
+                  "metric": (None, _u32), "table": (None, _u32)})
+_UPPER = _object({"index": (_REQUIRED, _index), "name": (_REQUIRED, _ifname),
+                  "up": (_REQUIRED, _boolean)})
+_LINK = _object({
+    "name": (_REQUIRED, _ifname),
+    "host": (_REQUIRED, _boolean),
+    "index": (_REQUIRED, _index),
+    "podIndex": (None, _nullable(_index)),
+    "kind": (None, _nullable(_string)),
+    "mtu": (_REQUIRED, _u32),
+    "mac": (_REQUIRED, _mac),
+    "permMac": (_REQUIRED, _mac),
+    "up": (_REQUIRED, _nullable(_boolean)),
+    "addresses": (list, _list_of(_matching(_CIDR, "an address with a prefix"))),
+    "routes": (list, _list_of(_ROUTE)),
+    "sysctls": (dict, _sysctls),
+    "uppers": (list, _list_of(_UPPER)),
+})
+_POD = _object({"name": (_REQUIRED, _string), "namespace": (_REQUIRED, _string)})
+_RECORD = _object({
+    "version": (_REQUIRED, _integer(1, 2)),
+    "network": (_REQUIRED, _matching(re.compile(".+", re.S), "a network name")),
+    "containerID": (_REQUIRED, _container_id),
+    "ifname": (_REQUIRED, _ifname),
+    "netns": (_REQUIRED, _abs_path),
+    "netnsId": (_REQUIRED, _list_of(_integer(0, 2**64 - 1), 2, 2)),
+    "bond": (_REQUIRED, _ifname),
+    "bondIndex": (None, _nullable(_index)),
+    "linksInContainer": (_REQUIRED, _boolean),
+    "phase": (_REQUIRED, _one_of("adding", "added")),
+    "created": (_REQUIRED, _number),
+    "pod": (None, _nullable(_POD)),
+    "links": (_REQUIRED, _list_of(_LINK, 1, 64)),
+})
+
+
+def check_record(obj: object) -> dict[str, Any]:
+    """The record with every field of the schema checked and the defaults filled in (version
+    1 records lack podIndex, kind, bondIndex, addresses, routes, sysctls, uppers and pod);
+    RecordError naming the first field that deviates."""
+    if not isinstance(obj, dict):
+        raise RecordError("", "is not a JSON object")
+    return _RECORD(obj, "")  # type: ignore[no-any-return]
 
 
 def link_lock_name(link: str) -> str:

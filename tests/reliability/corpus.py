@@ -229,7 +229,9 @@ def run_case(case: Case, argv: list[str], env: dict[str, str]) -> dict[str, Any]
     """Run one case through the executable; return its error JSON after the generic checks."""
     environ = {**env, **case.env}
     environ = {k: v for k, v in environ.items() if v != ""}
-    proc = subprocess.run(argv, input=case.stdin, env=environ, capture_output=True, check=False)
+    # A timeout: a case that hangs the plugin (a FIFO where a file should be) must fail.
+    proc = subprocess.run(argv, input=case.stdin, env=environ, capture_output=True, check=False,
+                          timeout=120)
     stderr = proc.stderr.decode(errors="replace")
     assert "Traceback" not in stderr, stderr
     assert proc.returncode not in (0, None) and proc.returncode > 0, (proc.returncode, stderr)
