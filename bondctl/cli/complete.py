@@ -63,9 +63,29 @@ def slave_candidates(ctx: Any, incomplete: str) -> list[str]:
 
 def slaves(ctx: Any, incomplete: str) -> list[str]:
     """The slaves of the bond named on the command line so far."""
-    bond = (ctx.params or {}).get("name")
+    bond = (ctx.params or {}).get("name") or _first_argument(ctx)
     return [link["ifname"] for link in _links(ctx)
             if bond and link.get("master") == bond and link["ifname"].startswith(incomplete)]
+
+
+def _first_argument(ctx: Any) -> str | None:
+    """The command's first positional word, from the shell's own variables: while an
+    option's value is being completed, click has not parsed the arguments before it (and
+    typer hands the callback no words)."""
+    import shlex
+
+    raw = os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or ""
+    try:
+        words = shlex.split(raw)
+    except ValueError:
+        return None
+    if ctx.info_name not in words:
+        return None
+    rest = words[words.index(ctx.info_name) + 1:]
+    for index, word in enumerate(rest):
+        if not word.startswith("-") and not (index and rest[index - 1] in ("--to",)):
+            return word
+    return None
 
 
 def _kind(link: dict[str, Any]) -> str:
