@@ -3,11 +3,22 @@ documentation cannot drift from what the plugin accepts (tests/unit/test_cni_doc
 
 from __future__ import annotations
 
-from ..options import MODES, OPTIONS, SLAVE_OPTIONS
+from ..options import MODES, OPTIONS, SLAVE_OPTIONS, Option
 
 
 def _modes(modes: frozenset[int]) -> str:
     return "all" if len(modes) == len(MODES) else ", ".join(MODES[m] for m in sorted(modes))
+
+
+def _effect(opt: Option) -> str:
+    """Where an option works: its modes, and whether the kernel refuses it elsewhere or takes
+    it without effect (bondctl.options.ineffective warns of the latter)."""
+    modes, effective = opt.modes, opt.effective
+    if len(effective) == len(MODES):
+        return "all"
+    if modes == effective:
+        return f"{_modes(effective)} (refused in others)"
+    return f"{_modes(effective)} (no effect in others)"
 
 
 def _default(value: object) -> str:
@@ -18,7 +29,7 @@ def _default(value: object) -> str:
 
 def option_table() -> str:
     """One row per bond option: CNI key, kernel name, values, default, modes, meaning."""
-    rows = ["| key | kernel option | values | default | modes | meaning |",
+    rows = ["| key | kernel option | values | default | takes effect in | meaning |",
             "|---|---|---|---|---|---|"]
     for opt in OPTIONS.values():
         if opt.name == "mode":
@@ -30,7 +41,7 @@ def option_table() -> str:
             flags.append("netlink/iproute2 backends only")
         note = f" ({'; '.join(flags)})" if flags else ""
         rows.append(f"| `{opt.cni_key}` | {opt.name} | {opt.allowed()} | {_default(opt.default)} "
-                    f"| {_modes(opt.modes)} | {opt.doc}{note} |")
+                    f"| {_effect(opt)} | {opt.doc}{note} |")
     return "\n".join(rows) + "\n"
 
 
