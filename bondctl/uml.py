@@ -40,7 +40,7 @@ mkdir -p /run/netns
 ip link set lo up
 modprobe -a -q -d /usr/lib/uml bonding veth bridge >/dev/null 2>&1
 echo booted >"$BONDCTL_RUN_DIR/booted"
-echo "@@bondctl-start@@"
+printf '%s' "@@bondctl-start@@"  # no newline: the command's output starts right after
 "$BONDCTL_PYTHON" -P -m bondctl.uml "$BONDCTL_RUN_DIR/job.json"
 echo $? >"$BONDCTL_RUN_DIR/status"
 echo "@@bondctl-end@@"
@@ -226,7 +226,7 @@ def _relay(source: IO[bytes], out: IO[bytes], deadline: float | None) -> None:
                 pending = pending[-len(START):]
                 continue
             started = True
-            pending = pending[at + len(START):].lstrip(b"\r\n")
+            pending = pending[at + len(START):]
         end = pending.find(END)
         if end >= 0:
             out.write(pending[:end])
