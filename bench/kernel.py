@@ -89,7 +89,8 @@ def plugin_config(scratch: Path, tag: str, backend: str | None, links: Sequence[
 def cni(plugin: str, command: str, config: Path, pod: str, container: str,
         out: Path) -> Command:
     env = measured_env(CNI_COMMAND=command, CNI_CONTAINERID=container,
-                       CNI_NETNS=f"{NETNS_DIR}/{pod}", CNI_IFNAME="bond0", CNI_PATH=CNI_PATH)
+                       CNI_NETNS=f"{NETNS_DIR}/{pod}", CNI_IFNAME="bond0", CNI_PATH=CNI_PATH,
+                       BONDCTL_STATE_ROOT=str(STATE_ROOT))
     return Command([plugin], env, stdin=config, stdout=out)
 
 

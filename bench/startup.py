@@ -8,12 +8,14 @@ environment sets it, which would make every run compile from source).
 from __future__ import annotations
 
 import compileall
+import contextlib
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,18 @@ def measured_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def pod_netns() -> Iterator[str]:
+    """A network namespace that is not the plugin's own: it refuses to make bonds in the
+    host's namespace, before the first kernel call the ADD path is timed up to."""
+    name = f"bondctl-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
 def compile_bytecode() -> list[str]:
     """Compile ours and the third-party packages the plugin and CLI import (what pip and the
     artifact build do at install time); returns the directories compiled."""
@@ -67,14 +81,14 @@ def compile_bytecode() -> list[str]:
     return [str(d) for d in dirs]
 
 
-def commands(scratch: Path) -> dict[str, Command]:
+def commands(scratch: Path, netns: str) -> dict[str, Command]:
     py, bins = python(), bin_dir()
     state = scratch / "state"
     config = scratch / "add.json"
     config.write_text(json.dumps({**ADD_CONFIG, "stateDir": str(state)}))
     add_env = measured_env(CNI_COMMAND="ADD", CNI_CONTAINERID="bench-addpath",
-                           CNI_NETNS="/proc/self/ns/net", CNI_IFNAME="bond0",
-                           CNI_PATH="/usr/lib/cni")
+                           CNI_NETNS=netns, CNI_IFNAME="bond0", CNI_PATH="/usr/lib/cni",
+                           BONDCTL_STATE_ROOT=str(scratch))
     version_env = measured_env(CNI_COMMAND="VERSION")
     out = scratch / "out.txt"
     cmds = {
@@ -127,9 +141,9 @@ print((time.perf_counter() - t) * 1000)
 
 def run(runs: int, log: Callable[[str], None] = print) -> dict[str, Any]:
     compiled = compile_bytecode()
-    with tempfile.TemporaryDirectory(prefix="bondctl-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bondctl-bench-") as tmp, pod_netns() as netns:
         scratch = Path(tmp)
-        cmds = commands(scratch)
+        cmds = commands(scratch, netns)
         for label, cmd in cmds.items():  # warm the page cache, write any missing .pyc
             cmd.time()
             log(f"  warmed: {label}")

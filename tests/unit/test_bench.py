@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import imports, report, stats, trace
+from bench import imports, report, startup, stats, trace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,8 +95,15 @@ def test_markdown_section_is_rewritten_in_place(tmp_path: Path) -> None:
 def _add_path(tmp_path: Path, config: dict[str, object],
               *flags: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
-    env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="t", CNI_NETNS="/proc/self/ns/net",
-               CNI_IFNAME="bond0", CNI_PATH="/usr/lib/cni")
+    with startup.pod_netns() as netns:
+        env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="t", CNI_NETNS=netns,
+                   CNI_IFNAME="bond0", CNI_PATH="/usr/lib/cni",
+                   BONDCTL_STATE_ROOT=str(tmp_path))
+        return _run_add_path(env, tmp_path, config, *flags)
+
+
+def _run_add_path(env: dict[str, str], tmp_path: Path, config: dict[str, object],
+                  *flags: str) -> subprocess.CompletedProcess[str]:
     conf = {"cniVersion": "1.0.0", "name": "t", "type": "bond", "stateDir": str(tmp_path / "s"),
             "links": [{"name": "a0"}, {"name": "a1"}], **config}
     return subprocess.run([sys.executable, *flags, str(ROOT / "bench" / "addpath.py")],
