@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BondctlError
 from ..netns import CURRENT, Netns
+from . import pods
 from . import result as results
 from .config import NetConf, bond_spec
 from .env import CniEnv
@@ -23,12 +24,12 @@ from .errors import (
     LINK_IN_USE,
     NOT_AVAILABLE,
     PLUGIN_FAILURE,
-    UNKNOWN_CONTAINER,
+    STATE_DIFFERS,
     CniError,
     cni_code,
 )
 from .log import log
-from .state import StateDir, attachment_key, link_lock_name
+from .state import BadRecord, StateDir, attachment_key, link_lock_name
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 # The ADD steps, in order: BONDCTL_FAULT=<step> fails right after one, BONDCTL_FAULT_KILL=<step>
 # kills the plugin there (tests of rollback and of DEL after a crash).
 ADD_STEPS = ("record", "move", "bond", "ipam", "addresses", "result")
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 LOCK_WAIT = 10.0  # seconds DEL and GC wait for an attachment or a link held by another run
 _IFF_LOOPBACK = 0x8
 
@@ -65,35 +66,17 @@ def rtnl_open(netns: Netns) -> Rtnl:
     return Rtnl.open(netns.path)
 
 
-def open_pod(path: str) -> Netns:
-    """The pod's namespace for ADD and CHECK: it must exist and be a network namespace."""
-    from ..netns import resolve
+def ns_fd(netns: Netns) -> int:
+    """An fd on `netns` for IFLA_NET_NS_FD; the caller closes it."""
+    from ..rtnl import open_netns
 
-    if not os.path.exists(path):
-        raise CniError(UNKNOWN_CONTAINER, f"CNI_NETNS {path} does not exist")
-    try:
-        return resolve(path)
-    except BondctlError as exc:
-        raise CniError(INVALID_ENV, f"CNI_NETNS: {exc.msg}") from None
+    return open_netns(netns.path or "/proc/self/ns/net")
 
 
-def alive_pod(path: str, ident: list[int] | None = None) -> Netns | None:
-    """The pod's namespace if it still exists (and is the one recorded, when `ident` is)."""
-    if not path:
-        return None
-    try:
-        netns = open_pod(path)
-        st = os.stat(path)
-    except (CniError, OSError):
-        return None
-    if ident and [st.st_dev, st.st_ino] != ident:
-        return None  # a reused /proc/PID path: not our pod any more
-    return netns
+def kernel_failure(exc: OSError, what: str) -> CniError:
+    from .errors import kernel_error
 
-
-def netns_ident(path: str) -> list[int]:
-    st = os.stat(path)
-    return [st.st_dev, st.st_ino]
+    return kernel_error(exc, what)
 
 
 class Undo:
@@ -113,8 +96,8 @@ class Undo:
                 action()
                 log.info(f"undone: {what}")
             except Exception as exc:  # every undo must get its chance
-                failures.append(f"{what}: {exc}")
-                log.error(f"undo {what} failed: {exc}")
+                failures.append(f"{what}: {getattr(exc, 'msg', exc)}")
+                log.error(f"undo {what} failed: {getattr(exc, 'msg', exc)}")
         self.actions.clear()
         return failures
 
@@ -124,20 +107,24 @@ def cmd_add(env: CniEnv, conf: NetConf) -> dict[str, Any]:
     spec = bond_spec(conf, env.ifname)
     if conf.prev_result is not None:
         results.normalize(conf.prev_result, "prevResult")
-    pod = open_pod(env.netns)
+    pod, pod_id = pods.pin(env.netns)
     store = StateDir(conf.state_dir)
     key = attachment_key(env.container_id, env.ifname)
     store.lock_or_busy(key, wait=LOCK_WAIT, what=f"attachment {env.container_id}/{env.ifname}")
-    if store.read(key) is not None:
+    if present(store, key):
         raise CniError(INVALID_CONFIG, f"attachment {env.container_id}/{env.ifname} already "
                        "exists (a state record is present); DEL it first")
     host_names = [] if conf.links_in_container else sorted(spec.slave_names)
     for name in host_names:
         store.lock_or_busy(link_lock_name(name), wait=0, what=f"link {name}")
     links = check_links(spec, conf, pod, store)
+    record = {"version": RECORD_VERSION, "network": conf.name, "containerID": env.container_id,
+              "ifname": env.ifname, "netns": env.netns, "netnsId": pod_id, "bond": spec.name,
+              "bondIndex": None, "linksInContainer": conf.links_in_container, "links": links,
+              "phase": "adding", "created": time.time(), **pod_labels(env)}
     undo = Undo()
     try:
-        return add(env, conf, spec, pod, store, key, links, undo)
+        return add(env, conf, spec, pod, store, key, record, undo)
     except BaseException as exc:
         failures = undo.run()
         if failures and isinstance(exc, BondctlError):
@@ -147,26 +134,25 @@ def cmd_add(env: CniEnv, conf: NetConf) -> dict[str, Any]:
 
 
 def add(env: CniEnv, conf: NetConf, spec: Any, pod: Netns, store: StateDir, key: str,
-        links: list[dict[str, Any]], undo: Undo) -> dict[str, Any]:
-    record = {"version": RECORD_VERSION, "network": conf.name, "containerID": env.container_id,
-              "ifname": env.ifname, "netns": env.netns, "netnsId": netns_ident(env.netns),
-              "bond": spec.name, "linksInContainer": conf.links_in_container, "links": links,
-              "phase": "adding", "created": time.time()}
+        record: dict[str, Any], undo: Undo) -> dict[str, Any]:
     undo.push("state record", lambda: store.remove(key))
     store.write(key, record)
     reached("record")
 
-    backend = select_backend(conf)
-    undo.push("links", lambda: restore_links(backend, links, pod, spec.name))
-    move_in(backend, [link["name"] for link in links if link["host"]], pod)
+    undo.push("links", lambda: raise_failures(teardown(record, pod)))
+    move_in(record["links"], pod)
+    store.write(key, record)  # the links' indexes in the pod: what DEL will know them by
     reached("move")
 
+    backend = select_backend(conf)
     unique_macs(backend, spec, pod)
     from ..ops import Bonds
 
     Bonds(backend, pod).create(spec)
-    undo.push(f"bond {spec.name}", lambda: delete_bond(backend, pod, spec.name))
-    log.info(f"bond {spec.name} created in {pod.label}: mode {spec.mode}, "
+    with rtnl_open(pod) as sock:
+        record["bondIndex"] = sock.index_of(spec.name)
+    store.write(key, record)
+    log.info(f"bond {spec.name} created in {env.netns}: mode {spec.mode}, "
              f"slaves {', '.join(spec.slave_names)}")
     reached("bond")
 
@@ -178,7 +164,7 @@ def add(env: CniEnv, conf: NetConf, spec: Any, pod: Netns, store: StateDir, key:
         undo.push(f"ipam {ipam.kind}", ipam.delete)  # SPEC: a failed ADD is followed by DEL
         ipam_result = ipam.add()
         reached("ipam")
-        configure_addresses(pod, spec.name, ipam_result)
+        configure_addresses(pod, spec, ipam_result)
         reached("addresses")
 
     out = build_result(env, conf, pod, spec, ipam_result)
@@ -188,17 +174,35 @@ def add(env: CniEnv, conf: NetConf, spec: Any, pod: Netns, store: StateDir, key:
     return out
 
 
-def check_links(spec: Any, conf: NetConf, pod: Netns, store: StateDir) -> list[dict[str, Any]]:
+def present(store: StateDir, key: str) -> bool:
+    try:
+        return store.read(key) is not None
+    except BadRecord:
+        return True
+
+
+def pod_labels(env: CniEnv) -> dict[str, Any]:
+    """The Kubernetes pod the runtime named in CNI_ARGS, kept for `bondctl pods` and metrics."""
+    name, namespace = env.args.get("K8S_POD_NAME"), env.args.get("K8S_POD_NAMESPACE")
+    if name and namespace and len(name) <= 253 and len(namespace) <= 253:
+        return {"pod": {"name": name, "namespace": namespace}}
+    return {}
+
+
+def check_links(spec: Any, conf: NetConf, pod: Netns, store: StateDir
+                ) -> list[dict[str, Any]]:
     """Every link exists where it should, is free and can carry the bond's MTU; returns what
-    the state record keeps of each, before anything changes."""
+    the state record keeps of each (its identity and how it was), before anything changes."""
     with rtnl_open(pod) as sock:
         in_pod = {link.name: link for link in sock.list_links()}
     in_host: dict[str, RtLink] = {}
+    host_all: list[RtLink] = []
     if not conf.links_in_container:
         with rtnl_open(CURRENT) as sock:
-            in_host = {link.name: link for link in sock.list_links()}
+            host_all = sock.list_links()
+        in_host = {link.name: link for link in host_all}
     if spec.name in in_pod:
-        raise CniError(INVALID_CONFIG, f"CNI_IFNAME {spec.name} already exists in {pod.label}")
+        raise CniError(INVALID_CONFIG, f"CNI_IFNAME {spec.name} already exists in the pod")
     where = "the pod" if conf.links_in_container else "the host network namespace"
     found = in_pod if conf.links_in_container else in_host
     out = []
@@ -217,30 +221,66 @@ def check_links(spec: Any, conf: NetConf, pod: Netns, store: StateDir) -> list[d
         if spec.mtu and link.mtu is not None and link.mtu < spec.mtu:
             raise CniError(INVALID_CONFIG, f"mtu: {spec.mtu} is above the MTU of link {name} "
                            f"({link.mtu}); a slave must carry the bond's MTU")
-        out.append({"name": name, "host": not conf.links_in_container, "index": link.index,
-                    "mtu": link.mtu, "mac": link.address, "permMac": link.perm_address,
-                    "up": link.up})
+        entry = {"name": name, "host": not conf.links_in_container, "index": link.index,
+                 "podIndex": link.index if conf.links_in_container else None,
+                 "kind": link.kind, "mtu": link.mtu, "mac": link.address,
+                 "permMac": link.perm_address, "up": link.up}
+        if not conf.links_in_container:
+            entry.update(survey_host_link(link, host_all, conf))
+        out.append(entry)
     return out
 
 
 def missing_link(name: str, where: str, store: StateDir, conf: NetConf) -> CniError:
     if not conf.links_in_container:
         for key in store.records():
-            record = store.read(key) or {}
-            if any(link.get("name") == name and link.get("host") for link in
-                   record.get("links", [])):
+            try:
+                record = store.read(key)
+            except BadRecord:
+                continue
+            if record and any(link["name"] == name and link["host"]
+                              for link in record["links"]):
                 return CniError(LINK_IN_USE, f"link {name} is in use by attachment "
-                                f"{record.get('containerID')}/{record.get('ifname')} of "
-                                f"network {record.get('network')}")
+                                f"{record['containerID']}/{record['ifname']} of "
+                                f"network {record['network']}")
     return CniError(INVALID_CONFIG, f"links: {name} does not exist in {where}")
 
 
-def move_in(backend: Backend, names: list[str], pod: Netns) -> None:
-    from ..steps import MoveLink
+def survey_host_link(link: RtLink, links: list[RtLink], conf: NetConf) -> dict[str, Any]:
+    """What the host would lose with the link (addresses, routes, sysctls, uppers' state);
+    a link that carries the node's addresses or routes is refused unless the config allows."""
+    from . import hostlinks
 
-    for name in names:
-        backend.execute([MoveLink(name, pod)], CURRENT)
-        log.debug(f"moved {name} into {pod.label}")
+    with rtnl_open(CURRENT) as sock:
+        found = hostlinks.survey(sock, link, links)
+    hostlinks.refuse_unsafe(link.name, found, allow=conf.allow_addressed_links)
+    return found
+
+
+def move_in(links: list[dict[str, Any]], pod: Netns) -> None:
+    """Host links into the pod by ifindex, each then known by its index there."""
+    host = [link for link in links if link["host"]]
+    if not host:
+        return
+    fd = ns_fd(pod)
+    try:
+        with rtnl_open(CURRENT) as sock:
+            for link in host:
+                try:
+                    sock.set_link(link["index"], up=False, netns_fd=fd)
+                except OSError as exc:
+                    raise kernel_failure(exc, f"moving link {link['name']} into the pod"
+                                         ) from None
+                log.debug(f"moved {link['name']} into the pod")
+    finally:
+        os.close(fd)
+    with rtnl_open(pod) as sock:
+        for link in host:
+            here = sock.get_link(link["name"])
+            if here is None or not same_link(here, link):
+                raise CniError(IO_FAILURE, f"link {link['name']} is not in the pod after "
+                               "the move")
+            link["podIndex"] = here.index
 
 
 def unique_macs(backend: Backend, spec: Any, pod: Netns) -> None:
@@ -273,21 +313,30 @@ class _NoLink:
 _NO_LINK = _NoLink()
 
 
-def configure_addresses(pod: Netns, bond: str, ipam: dict[str, Any]) -> None:
+def configure_addresses(pod: Netns, spec: Any, ipam: dict[str, Any]) -> None:
     """IPAM's addresses and routes on the bond, as the reference plugins' ConfigureIface."""
     gateways: dict[bool, str] = {}
     with rtnl_open(pod) as sock:
-        index = sock.index_of(bond)
+        bond = sock.get_link(spec.name)
+        if bond is None:
+            raise CniError(IO_FAILURE, f"bond {spec.name} vanished from the pod")
+        results.check_for_kernel(ipam, bond.mtu)
         for ip in ipam["ips"]:
-            sock.add_address(index, ip["address"])
+            try:
+                sock.add_address(bond.index, ip["address"])
+            except OSError as exc:
+                raise kernel_failure(exc, f"ipam address {ip['address']}") from None
             if ip.get("gateway"):
                 gateways.setdefault(":" in ip["gateway"], ip["gateway"])
         for route in ipam["routes"]:
             dst = route["dst"]
             gateway = route.get("gw") or gateways.get(":" in dst)
-            sock.add_route(dst, gateway, index, metric=route.get("priority"),
-                           table=route.get("table"))
-    log.debug(f"{bond}: addresses {', '.join(ip['address'] for ip in ipam['ips'])}")
+            try:
+                sock.add_route(dst, gateway, bond.index, metric=route.get("priority"),
+                               table=route.get("table"))
+            except OSError as exc:
+                raise kernel_failure(exc, f"ipam route to {dst}") from None
+    log.debug(f"{spec.name}: addresses {', '.join(ip['address'] for ip in ipam['ips'])}")
 
 
 def build_result(env: CniEnv, conf: NetConf, pod: Netns, spec: Any,
@@ -295,7 +344,8 @@ def build_result(env: CniEnv, conf: NetConf, pod: Netns, spec: Any,
     with rtnl_open(pod) as sock:
         bond = sock.get_link(spec.name)
         slaves = [sock.get_link(name) for name in spec.slave_names]
-    assert bond is not None
+    if bond is None:
+        raise CniError(IO_FAILURE, f"bond {spec.name} vanished from the pod")
     interfaces = [results.interface(s.name, s.address or "", env.netns)
                   for s in slaves if s is not None]
     out = results.add_result(conf.prev_result,
@@ -304,112 +354,167 @@ def build_result(env: CniEnv, conf: NetConf, pod: Netns, spec: Any,
     return results.render(out, conf.cni_version)
 
 
-# -- undo / DEL / GC share these ------------------------------------------------------------------
-def delete_bond(backend: Backend, pod: Netns, name: str) -> bool:
-    """Release the slaves and delete the bond, if a bond of that name is there."""
-    with rtnl_open(pod) as sock:
-        link = sock.get_link(name)
-    if link is None or link.kind != "bond":
-        return False
-    from ..ops import Bonds
-
-    Bonds(backend, pod).delete(name, slaves_up=False)
-    log.info(f"bond {name} deleted from {pod.label}")
-    return True
+# -- undo / DEL / GC share these: everything found by identity, never by name alone -----------
+def same_link(here: RtLink, link: dict[str, Any]) -> bool:
+    """Is `here` the link the record describes? Kind and permanent MAC must match: a pod can
+    rename links and make new ones, but not forge a kind or a NIC's permanent address."""
+    return here.kind == link.get("kind") and (
+        not link.get("permMac") or here.perm_address == link["permMac"])
 
 
-def restore_links(backend: Backend, links: list[dict[str, Any]], pod: Netns | None,
-                  bond: str) -> None:
-    """Every link back where it came from, as it was; a vanished one does not stop the rest."""
-    from ..steps import MoveLink, SetLink
+def find_in_pod(in_pod: dict[int, RtLink], link: dict[str, Any],
+                legacy: bool) -> RtLink | None:
+    if legacy:  # a version 1 record knows links by name (and permanent MAC) only
+        return next((x for x in in_pod.values() if x.name == link["name"] and (
+            not link.get("permMac") or x.perm_address == link["permMac"])), None)
+    # Killed between the move and the record's update: a moved link keeps its index when the
+    # pod has it free, which a fresh pod does.
+    here = in_pod.get(link.get("podIndex") or link["index"])
+    return here if here is not None and same_link(here, link) else None
 
-    failures = []
-    for link in links:
-        name = link["name"]
-        try:
-            if pod is not None:
-                with rtnl_open(pod) as sock:
-                    here = sock.get_link(name)
-                if here is not None and here.master:
-                    backend.execute([SetLink(name, master="")], pod)
-                if here is not None and link["host"]:
-                    backend.execute([MoveLink(name, CURRENT)], pod)
-                    log.debug(f"moved {name} back to the host")
-                elif here is not None:
-                    restore_attributes(backend, link, pod)
-                    continue
-            if link["host"]:
-                restore_attributes(backend, link, CURRENT)
-        except BondctlError as exc:
-            failures.append(f"{name}: {exc.msg}")
+
+def recorded_bond(in_pod: dict[int, RtLink], record: dict[str, Any],
+                  ours: list[RtLink | None]) -> RtLink | None:
+    """The bond ADD made: by its recorded index; before that was recorded, the bond of the
+    recorded name that is the master of one of our links."""
+    index = record.get("bondIndex")
+    if index:
+        bond = in_pod.get(index)
+        return bond if bond is not None and bond.kind == "bond" else None
+    for here in ours:
+        master = in_pod.get(here.master) if here is not None and here.master else None
+        if master is not None and master.kind == "bond" and master.name == record["bond"]:
+            return master
+    return None
+
+
+def raise_failures(failures: list[str]) -> None:
     if failures:
         raise CniError(IO_FAILURE, "could not restore " + "; ".join(failures))
 
 
-def restore_attributes(backend: Backend, link: dict[str, Any], where: Netns) -> None:
-    """Name, MTU, MAC and admin state as recorded; a link found only by its permanent MAC
-    (renamed when its namespace died) gets its name back."""
-    from ..steps import SetLink
+def teardown(record: dict[str, Any], pod: Netns | None) -> list[str]:
+    """Undo what the record says ADD did: delete our bond in the pod, give host links back to
+    the host and pod links their old attributes. A link that is not (or no longer) the one
+    recorded is left where it is and reported; returns what could not be done."""
+    failures: list[str] = []
+    home: list[tuple[dict[str, Any], str | None]] = []  # host links: (record, name now)
+    if pod is not None:
+        failures += teardown_in_pod(record, pod, home)
+    else:
+        home = [(link, None) for link in record["links"] if link["host"]]
+    if home:
+        failures += restore_in_host(home)
+    return failures
 
-    with rtnl_open(where) as sock:
+
+def teardown_in_pod(record: dict[str, Any], pod: Netns,
+                    home: list[tuple[dict[str, Any], str | None]]) -> list[str]:
+    failures = []
+    legacy = record.get("version") == 1
+    with rtnl_open(pod) as sock:
+        in_pod = {x.index: x for x in sock.list_links()}
+        ours = [find_in_pod(in_pod, link, legacy) for link in record["links"]]
+        bond = recorded_bond(in_pod, record, ours)
+        if bond is not None:
+            try:
+                sock.del_link(bond.index)
+                log.info(f"bond {bond.name} deleted from the pod")
+            except OSError as exc:
+                failures.append(f"bond {bond.name}: {exc.strerror}")
+        fd = ns_fd(CURRENT) if any(link["host"] for link in record["links"]) else -1
+        try:
+            for link, here in zip(record["links"], ours, strict=True):
+                if here is None:
+                    log.warning(f"link {link['name']} (index {link.get('podIndex')}) is not in "
+                                "the pod as recorded; left where it is")
+                    if link["host"]:
+                        home.append((link, None))  # it may have come home by itself
+                    continue
+                try:
+                    if here.master and (bond is None or here.master != bond.index):
+                        sock.set_link(here.index, master=0)
+                    if link["host"]:
+                        # A name no pod can have chosen, so the host finds it unambiguously
+                        # and no host link's name can clash with it.
+                        temp = "bcni" + os.urandom(5).hex()
+                        sock.set_link(here.index, up=False, netns_fd=fd, ifname=temp)
+                        log.debug(f"moved {link['name']} back to the host")
+                        home.append((link, temp))
+                    else:
+                        restore_attributes(sock, sock.get_link(here.index), link)
+                except OSError as exc:
+                    failures.append(f"{link['name']}: {exc.strerror}")
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return failures
+
+
+def restore_in_host(home: list[tuple[dict[str, Any], str | None]]) -> list[str]:
+    """Host links as they were: name, MTU, MAC, admin state, and what the host lost with
+    them (addresses, routes, sysctls, uppers' state). A link we did not move back (its pod is
+    gone) is looked for by permanent MAC, or by its recorded index and kind."""
+    from . import hostlinks
+
+    failures = []
+    with rtnl_open(CURRENT) as sock:
         links = sock.list_links()
-    now = next((x for x in links if x.name == link["name"]), None)
-    if now is None and link.get("permMac"):
-        now = next((x for x in links if x.perm_address == link["permMac"]), None)
+        for link, temp in home:
+            if temp is not None:
+                now = next((x for x in links if x.name == temp), None)
+            elif link.get("permMac"):
+                now = next((x for x in links if x.perm_address == link["permMac"]), None)
+            else:  # back at the index it had: a link keeps its index when that one is free
+                now = next((x for x in links if x.index == link["index"]
+                            and same_link(x, link) and not x.master), None)
+            if now is None:
+                log.info(f"link {link['name']} is gone; nothing to restore")
+                continue
+            try:
+                restore_attributes(sock, now, link)
+            except OSError as exc:
+                failures.append(f"{link['name']}: {exc.strerror}")
+                continue
+            failures += hostlinks.restore(sock, now.index, link)
+    return failures
+
+
+def restore_attributes(sock: Rtnl, now: RtLink | None, link: dict[str, Any]) -> None:
+    """Name, MTU, MAC and admin state as recorded."""
     if now is None:
-        log.info(f"link {link['name']} is gone from {where.label}; nothing to restore")
         return
     mtu = link.get("mtu") if link.get("mtu") not in (None, now.mtu) else None
     mac = link.get("mac") if link.get("mac") not in (None, now.address) else None
     new_name = link["name"] if now.name != link["name"] else None
-    steps = []
-    if now.up and (mac or new_name):
-        steps.append(SetLink(now.name, up=False))  # many drivers refuse a new MAC while up
+    down = now.up and bool(mac or new_name)
+    if down:  # many drivers refuse a new MAC while up
+        sock.set_link(now.index, up=False)
     if mtu or mac or new_name:
-        steps.append(SetLink(now.name, mtu=mtu, mac=mac, new_name=new_name))
-    want_up = link.get("up")  # None: not recorded, leave it
-    if want_up is None and (mac or new_name):
+        sock.set_link(now.index, mtu=mtu, address=mac, ifname=new_name)
+    want_up = link.get("up")  # None: not recorded, leave it as it was
+    if want_up is None:
         want_up = now.up
-    if want_up is not None and (want_up != now.up or (want_up and (mac or new_name))):
-        steps.append(SetLink(link["name"], up=bool(want_up)))
-    if steps:
-        backend.execute(steps, where)
-        log.debug(f"restored {link['name']} in {where.label}")
+    if bool(want_up) != (now.up and not down):
+        sock.set_link(now.index, up=bool(want_up))
+    log.debug(f"restored {link['name']}")
 
 
-def teardown(backend: Backend, record: dict[str, Any] | None, conf: NetConf,
-             pod: Netns | None, bond: str) -> None:
-    """Everything a finished or half-done ADD made, undone from its record (or, without one,
-    from the configuration: what bond-cni would do)."""
-    failures = []
-    if record is not None:
-        links = list(record.get("links", []))
-    else:
-        links = adoptable_links(conf, pod, bond) if pod is not None else []
-    if pod is not None:
-        try:
-            delete_bond(backend, pod, bond)
-        except BondctlError as exc:
-            failures.append(f"bond {bond}: {exc.msg}")
-    try:
-        restore_links(backend, links, pod, bond)
-    except BondctlError as exc:
-        failures.append(exc.msg)
-    if failures:
-        raise CniError(IO_FAILURE, "; ".join(failures))
-
-
-def adoptable_links(conf: NetConf, pod: Netns, bond: str) -> list[dict[str, Any]]:
-    """Without a record (state lost, or an attachment bond-cni made), only the configured links
-    that are slaves of the bond are surely ours: those go back, their attributes unknown."""
-    if conf.links_in_container:
-        return []
+def fallback_links(conf: NetConf, pod: Netns, bond: str) -> dict[str, Any] | None:
+    """When the record is unreadable, the configuration is all there is: the bond named
+    CNI_IFNAME in the pod, and the configured links that are its slaves (for host links)."""
     with rtnl_open(pod) as sock:
         links = sock.list_links()
-    master = next((x.index for x in links if x.name == bond and x.kind == "bond"), None)
+    master = next((x for x in links if x.name == bond and x.kind == "bond"), None)
+    if master is None:
+        return None
+    slaves = [x for x in links if x.master == master.index]
     wanted = {link.name for link in conf.links}
-    return [{"name": x.name, "host": True, "up": None} for x in links
-            if master is not None and x.master == master and x.name in wanted]
+    return {"version": RECORD_VERSION, "bond": bond, "bondIndex": master.index,
+            "links": [{"name": x.name, "host": not conf.links_in_container, "index": x.index,
+                       "podIndex": x.index, "kind": x.kind, "permMac": x.perm_address,
+                       "mtu": None, "mac": None, "up": None if conf.links_in_container else False}
+                      for x in slaves if x.name in wanted]}
 
 
 # -- DEL ------------------------------------------------------------------------------------------
@@ -417,7 +522,10 @@ def cmd_del(env: CniEnv, conf: NetConf) -> None:
     store = StateDir(conf.state_dir)
     key = attachment_key(env.container_id, env.ifname)
     store.lock_or_busy(key, wait=LOCK_WAIT, what=f"attachment {env.container_id}/{env.ifname}")
-    record = store.read(key)
+    try:
+        record, bad = store.read(key), None
+    except BadRecord as exc:
+        record, bad = None, exc
     ipam_error = None
     if conf.ipam_type:
         try:
@@ -426,17 +534,51 @@ def cmd_del(env: CniEnv, conf: NetConf) -> None:
             Ipam(conf, env.path).delete()
         except CniError as exc:
             ipam_error = exc  # reported after the links are home: they matter more
-    pod = alive_pod(env.netns)
-    if pod is None:
-        log.info(f"pod network namespace {env.netns or '(none given)'} is gone")
+    if record is not None:
+        pod = recorded_pod(env, record)
+    elif bad is not None:
+        log.warning(f"{bad.msg}; falling back to the configuration")
+        pod = pin_if_alive(env.netns)
+        record = fallback_links(conf, pod, env.ifname) if pod is not None else None
+    else:
+        pod = None  # nothing recorded: nothing of ours to undo (and no bond we did not make)
     hosts = [link["name"] for link in (record or {}).get("links", []) if link.get("host")]
     for name in sorted(hosts):
         store.lock_or_busy(link_lock_name(name), wait=LOCK_WAIT, what=f"link {name}")
-    if record is not None or pod is not None:
-        teardown(select_backend(conf), record, conf, pod, env.ifname)
-    store.remove(key)
+    if record is not None:
+        raise_failures(teardown(record, pod))
+    try:
+        store.remove(key)
+    except CniError as exc:
+        if bad is None:
+            raise
+        log.warning(exc.msg)  # a planted directory: what it stood for is undone all the same
     if ipam_error is not None:
         raise ipam_error
+
+
+def pin_if_alive(path: str) -> Netns | None:
+    try:
+        return pods.pin(path)[0] if path else None
+    except CniError:
+        return None
+
+
+def recorded_pod(env: CniEnv, record: dict[str, Any]) -> Netns | None:
+    """The pod namespace ADD used, found from the record when the runtime names none. A
+    CNI_NETNS that is another namespace is refused while the recorded one lives; once that one
+    is gone, only the record is cleaned up."""
+    given = pods.ident(env.netns) if env.netns else None
+    recorded = pods.pin_recorded(env.netns if given == record["netnsId"] else record["netns"],
+                                 record["netnsId"])
+    if given is not None and given != record["netnsId"]:
+        if recorded is not None:
+            raise CniError(INVALID_ENV, f"CNI_NETNS {env.netns} is not the network namespace "
+                           f"attachment {env.container_id}/{env.ifname} was made in")
+        log.info(f"CNI_NETNS {env.netns} is not the recorded namespace, which is gone")
+    elif recorded is None:
+        log.info(f"pod network namespace {record['netns']} is gone")
+    return recorded
 
 
 # -- CHECK ----------------------------------------------------------------------------------------
@@ -448,23 +590,35 @@ def cmd_check(env: CniEnv, conf: NetConf) -> None:
     if conf.prev_result is None:
         raise CniError(INVALID_CONFIG, "prevResult: CHECK needs the result of ADD")
     prev = results.normalize(conf.prev_result, "prevResult")
-    pod = open_pod(env.netns)
+    pod, _ = pods.pin(env.netns)
     from ..model import diff
     from ..ops import Bonds
 
     try:
         state = Bonds(select_backend(conf), pod).show(spec.name)
     except BondctlError as exc:
-        raise CniError(PLUGIN_FAILURE, f"bond {spec.name}: {exc.msg}") from None
+        raise CniError(STATE_DIFFERS, f"bond {spec.name}: {exc.msg}") from None
     drifts = diff(spec, state)
     if drifts:
-        raise CniError(PLUGIN_FAILURE, f"{spec.name} differs from its configuration: "
+        raise CniError(STATE_DIFFERS, f"{spec.name} differs from its configuration: "
                        + "; ".join(map(str, drifts)))
+    check_slave_mtus(pod, spec.name)
     check_addresses(env, pod, spec.name, prev)
     if conf.ipam_type:
         from .ipam import Ipam
 
         Ipam(conf, env.path).check()
+
+
+def check_slave_mtus(pod: Netns, bond: str) -> None:
+    """A slave whose MTU fell below the bond's drops the bond's large frames on that path."""
+    with rtnl_open(pod) as sock:
+        links = sock.list_links()
+    master = next(x for x in links if x.name == bond)
+    for slave in links:
+        if slave.master == master.index and (slave.mtu or 0) < (master.mtu or 0):
+            raise CniError(STATE_DIFFERS, f"slave {slave.name} has MTU {slave.mtu}, below "
+                           f"{bond}'s {master.mtu}")
 
 
 def check_addresses(env: CniEnv, pod: Netns, bond: str, prev: dict[str, Any]) -> None:
@@ -478,13 +632,13 @@ def check_addresses(env: CniEnv, pod: Netns, bond: str, prev: dict[str, Any]) ->
         routes = sock.list_routes(AF_INET) + sock.list_routes(AF_INET6)
     for ip in prev["ips"]:
         if ip.get("interface") in ours and ip["address"] not in have:
-            raise CniError(PLUGIN_FAILURE, f"{bond} lacks address {ip['address']} "
+            raise CniError(STATE_DIFFERS, f"{bond} lacks address {ip['address']} "
                            f"(has: {', '.join(sorted(have)) or 'none'})")
     present = {(_route_dst(r.dst), r.gateway) for r in routes}
     for route in prev["routes"]:
         dst, gw = _route_dst(route["dst"]), route.get("gw")
         if not any(d == dst and (gw is None or g == gw) for d, g in present):
-            raise CniError(PLUGIN_FAILURE, f"route to {route['dst']}"
+            raise CniError(STATE_DIFFERS, f"route to {route['dst']}"
                            f"{' via ' + gw if gw else ''} is missing in the pod")
 
 
@@ -529,36 +683,58 @@ def cmd_status(env: CniEnv, conf: NetConf) -> None:
 def cmd_gc(env: CniEnv, conf: NetConf) -> None:
     valid = set(conf.valid_attachments or ())
     store = StateDir(conf.state_dir)
-    failures = []
-    backend: Backend | None = None
+    failures, unreadable = [], []
     for key in store.records():
-        record = store.read(key) or {}
-        if record.get("network") != conf.name:
+        try:
+            record = store.read(key)
+        except BadRecord as exc:
+            unreadable.append(exc.msg)  # whose network it is cannot be told: left alone
+            continue
+        if record is None or record["network"] != conf.name:
             continue  # another network's attachment: its own GC decides
-        if (record.get("containerID"), record.get("ifname")) in valid:
+        if (record["containerID"], record["ifname"]) in valid:
             continue
         if not store.lock(key, wait=0, what=f"attachment {key}"):
             continue  # an ADD or DEL is on it right now
-        fresh = store.read(key)
-        if fresh is None:
-            continue
-        record = fresh
-        log.info(f"GC: removing stale attachment {record.get('containerID')}/"
-                 f"{record.get('ifname')}")
-        pod = alive_pod(str(record.get("netns", "")), record.get("netnsId"))
-        backend = backend or select_backend(conf)
-        try:
-            teardown(backend, record, conf, pod, str(record.get("bond", "")))
-        except BondctlError as exc:
-            failures.append(f"{key}: {exc.msg}")
-            continue
-        store.remove(key)
+        failures += [f"{key}: {why}" for why in collect(env, conf, store, key)]
+    if unreadable:
+        log.warning("GC left unreadable records alone: " + "; ".join(unreadable))
     if conf.ipam_type:
         from .ipam import Ipam
 
         Ipam(conf, env.path).forward("GC")
     if failures:
-        raise CniError(IO_FAILURE, "GC could not clean up " + "; ".join(failures))
+        raise CniError(IO_FAILURE, "GC could not clean up " + "; ".join(failures),
+                       details="; ".join(unreadable))
+
+
+def collect(env: CniEnv, conf: NetConf, store: StateDir, key: str) -> list[str]:
+    """One stale attachment undone as DEL would: its IPAM lease, its bond, its links."""
+    try:
+        record = store.read(key)
+    except BadRecord as exc:
+        return [exc.msg]
+    if record is None:
+        return []
+    log.info(f"GC: removing stale attachment {record['containerID']}/{record['ifname']}")
+    failures = []
+    if conf.ipam_type:
+        from .ipam import Ipam
+
+        environ = {k: v for k, v in os.environ.items() if k != "CNI_NETNS"}
+        environ.update(CNI_CONTAINERID=record["containerID"], CNI_IFNAME=record["ifname"])
+        try:
+            Ipam(conf, env.path, environ).delete()
+        except CniError as exc:
+            failures.append(f"ipam: {exc.msg}")
+    pod = pods.pin_recorded(record["netns"], record["netnsId"])
+    try:
+        failures += teardown(record, pod)
+    finally:
+        pods.unpin(pod)
+    if not failures:
+        store.remove(key)
+    return failures
 
 
 COMMANDS: dict[str, Callable[[CniEnv, NetConf], Any]] = {

@@ -214,13 +214,11 @@ def test_restore_leaves_an_upper_alone_once_it_is_another_device(make_netns, mak
 
 
 # --- through the plugin ------------------------------------------------------------------------
-INTEGRATION = pytest.mark.skip(reason="needs plugin integration")
-
-
-@INTEGRATION
 def test_plugin_refuses_an_addressed_host_link_and_changes_nothing(cni, make_links):
     links = host_links(cni, make_links, 2)
     cni.host.ip("addr", "add", "10.88.0.5/24", "dev", links[1])
+    for name in links:
+        settled(cni.host, name)
     before = {name: host_state(cni.host, name) for name in links}
     snapshot = cni.snapshot(cni.host, links)
     call = cni.fails("ADD", cni.conf(links), code=INVALID_CONFIG)
@@ -233,11 +231,11 @@ def test_plugin_refuses_an_addressed_host_link_and_changes_nothing(cni, make_lin
     assert cni.pod.link("bond0") is None
 
 
-@INTEGRATION
 def test_plugin_refuses_the_primary_interface(cni, make_links):
     links = host_links(cni, make_links, 2)
     cni.host.batch([f"addr add 10.77.0.5/24 dev {links[0]}",
                     f"route add default via 10.77.0.1 dev {links[0]}"])
+    settled(cni.host, links[0])
     before = host_state(cni.host, links[0])
     call = cni.fails("ADD", cni.conf(links), code=INVALID_CONFIG)
     assert f"{links[0]} looks like the node's primary interface" in call.out["msg"]
@@ -245,7 +243,6 @@ def test_plugin_refuses_the_primary_interface(cni, make_links):
     assert cni.records() == []
 
 
-@INTEGRATION
 def test_plugin_with_allowed_addressed_link_restores_it_on_del(cni, make_links):
     links = host_links(cni, make_links, 2)  # eth0, eth1: eth0 gets the primary's load
     load_eth0(cni.host)

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from bondctl.cni.errors import STATE_DIFFERS
 from bondctl.cni.plugin import ADD_STEPS
 from bondctl.registry import Registry
 from tests.kernel.test_cni_support import (  # noqa: F401
@@ -136,20 +137,20 @@ def test_check_passes_then_reports_tampering(cni, make_links):
     cni.ok("CHECK", checked)
 
     cni.pod.ip("link", "set", "bond0", "type", "bond", "miimon", "300")
-    call = cni.fails("CHECK", checked, code=100)
+    call = cni.fails("CHECK", checked, code=STATE_DIFFERS)
     assert "miimon: want 100, have 300" in call.out["msg"]
 
     cni.pod.ip("link", "set", "bond0", "type", "bond", "miimon", "100")
     cni.ok("CHECK", checked)
     cni.pod.ip("link", "set", "dev", links[1], "nomaster")
-    call = cni.fails("CHECK", checked, code=100)
+    call = cni.fails("CHECK", checked, code=STATE_DIFFERS)
     assert "slaves" in call.out["msg"] and links[1] in call.out["msg"]
 
     cni.pod.ip("link", "set", "dev", links[1], "down")
     cni.pod.ip("link", "set", "dev", links[1], "master", "bond0")
     cni.ok("CHECK", checked)
     cni.pod.ip("addr", "flush", "dev", "bond0")
-    call = cni.fails("CHECK", checked, code=100)
+    call = cni.fails("CHECK", checked, code=STATE_DIFFERS)
     assert out["ips"][0]["address"] in call.out["msg"]
     cni.ok("DEL", checked)
 
