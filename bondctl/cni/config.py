@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from ..errors import ValidationError
 from ..names import check_ifname
-from ..options import MODE, OPTIONS, SLAVE_OPTIONS, check_mtu, lookup, suggest
+from ..options import MODE, OPTIONS, SLAVE_OPTIONS, check_mtu, lookup, near_miss, suggest
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from .jsondoc import fields, fold, loads
 from .log import LEVELS
@@ -31,11 +31,14 @@ _OPTION_KEYS = {opt.cni_key.lower(): opt.name for opt in OPTIONS.values() if opt
 _SLAVE_KEYS = {
     key.lower(): opt.name for opt in SLAVE_OPTIONS.values() for key in (opt.cni_key, opt.name)
 }
-_KNOWN_KEYS = frozenset({
-    "cniversion", "name", "type", "mode", "links", "linksincontainer", "mtu", "ipam", "dns",
-    "backend", "logfile", "loglevel", "statedir", "prevresult", "runtimeconfig", "args",
-    "capabilities", VALID_ATTACHMENTS, "ifname", "cniversions",
-})
+# The keys of the plugin and of the runtime, spelt as documented: a key one slip away from
+# one of these (or from an option's key) is a typo to refuse, not someone else's key.
+_SPELLINGS = (
+    "cniVersion", "name", "type", "mode", "links", "linksInContainer", "mtu", "ipam", "dns",
+    "backend", "logFile", "logLevel", "stateDir", "prevResult", "runtimeConfig", "args",
+    "capabilities", VALID_ATTACHMENTS, "ifname", "cniVersions", "allowAddressedLinks",
+)
+_KNOWN_KEYS = frozenset(key.lower() for key in _SPELLINGS)
 
 
 class LinkConf(NamedTuple):
@@ -65,6 +68,7 @@ class NetConf(NamedTuple):
     warnings: tuple[str, ...]
     # A host link that carries addresses or routes is taken only when this is true.
     allow_addressed_links: bool = False
+    typos: tuple[tuple[str, str], ...] = ()  # (key, why): near misses refused by bond_spec
 
     @property
     def ipam_type(self) -> str | None:
@@ -134,12 +138,17 @@ def parse_config(raw: bytes) -> NetConf:
     if not isinstance(name, str) or not name:
         raise _error("name", "the network name is required")
     warnings: list[str] = []
+    typos: list[tuple[str, str]] = []
     options: dict[str, tuple[str, object]] = {}
     for key, value in obj.items():
         option = _OPTION_KEYS.get(fold(key))
         if option is not None:
             options[option] = (key, value)  # in document order: the last duplicate wins
         elif fold(key) not in _KNOWN_KEYS:
+            close = near_miss(key, (*_SPELLINGS, *(opt.cni_key for opt in OPTIONS.values())))
+            if close:
+                typos.append((key, f"unknown key; did you mean {close!r}?"))
+                continue
             close = suggest(key)
             if close:
                 hint = lookup(close).cni_key
@@ -158,7 +167,7 @@ def parse_config(raw: bytes) -> NetConf:
         type=_optional_str(keys, "type", "type") or "bond",
         mode=keys.get("mode"),
         options=options,
-        links=_links(links_raw, warnings),
+        links=_links(links_raw, warnings, typos),
         links_raw=links_raw,
         links_in_container=links_in_container,
         mtu=keys.get("mtu"),
@@ -174,6 +183,7 @@ def parse_config(raw: bytes) -> NetConf:
         raw=raw,
         warnings=tuple(warnings),
         allow_addressed_links=_bool(keys, "allowaddressedlinks", "allowAddressedLinks"),
+        typos=tuple(typos),
     )
 
 
@@ -198,7 +208,8 @@ def _dns(raw: object) -> dict[str, Any] | None:
     return None if raw is None else read_dns(raw, "dns", INVALID_CONFIG)
 
 
-def _links(raw: object, warnings: list[str]) -> tuple[LinkConf, ...]:
+def _links(raw: object, warnings: list[str],
+           typos: list[tuple[str, str]]) -> tuple[LinkConf, ...]:
     """Link names as far as they can be read; bond_spec reports what is wrong with them."""
     if not isinstance(raw, list):
         return ()
@@ -214,6 +225,11 @@ def _links(raw: object, warnings: list[str]) -> tuple[LinkConf, ...]:
             if fold(key) == "name":
                 continue
             option = _SLAVE_KEYS.get(fold(key))
+            close = None if option else near_miss(key, ("name", *(
+                o.cni_key for o in SLAVE_OPTIONS.values())))
+            if close:
+                typos.append((f"links[{name}].{key}", f"unknown key; did you mean {close!r}?"))
+                continue
             if option is None:
                 warnings.append(f"links[{name}]: unknown key {key!r} ignored (known: "
                                 f"{', '.join(o.cni_key for o in SLAVE_OPTIONS.values())})")
@@ -242,6 +258,8 @@ def bond_spec(conf: NetConf, ifname: str) -> Any:
     """The BondSpec for ADD and CHECK: every value checked, errors naming the config key."""
     from ..model import BondSpec  # dataclasses: only when a bond is built or checked
 
+    for key, why in conf.typos:  # here, not in parse_config: a DEL must get past them
+        raise _error(key, why)
     if conf.mode is None or conf.mode == "":
         raise _error("mode", f"required; one of {', '.join(MODE.choices)}")
     if not isinstance(conf.links_raw, list):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BondctlError
 from ..netns import CURRENT, Netns
+from ..options import ineffective
 from . import pods
 from . import result as results
 from .config import NetConf, bond_spec
@@ -105,6 +106,8 @@ class Undo:
 # -- ADD ------------------------------------------------------------------------------------------
 def cmd_add(env: CniEnv, conf: NetConf) -> dict[str, Any]:
     spec = bond_spec(conf, env.ifname)
+    for _, why in ineffective(spec.mode, spec.options):
+        log.warning(why)  # applied all the same: the catalogue's rule, as in the CLI
     if conf.prev_result is not None:
         results.normalize(conf.prev_result, "prevResult")
     pod, pod_id = pods.pin(env.netns)

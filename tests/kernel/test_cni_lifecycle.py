@@ -408,3 +408,25 @@ def test_readme_flannel_delegate_config_unchanged(cni):
     assert {cni.pod.link(n)["master"] for n in before} == {"bond0"}
     cni.ok("DEL", conf)
     assert cni.snapshot(cni.host, list(before)) == before
+
+
+def test_option_without_effect_in_the_mode_is_set_and_warned_about(cni, make_links):
+    """The catalogue's rule, as in the CLI: the kernel keeps xmit_hash_policy in
+    active-backup (it works if the mode changes), so it is set, never in silence."""
+    links = host_links(cni, make_links)
+    conf = cni.conf(links, xmitHashPolicy="layer3+4")
+    call = cni.call("ADD", conf)
+    assert call.rc == 0, call.out
+    assert "xmit_hash_policy has no effect in mode active-backup" in call.stderr
+    assert cni.bond()["linkinfo"]["info_data"]["xmit_hash_policy"] == "layer3+4"
+    cni.ok("DEL", conf)
+
+
+def test_near_miss_key_is_refused_before_any_change(cni, make_links):
+    links = host_links(cni, make_links)
+    before = cni.snapshot(cni.host, links)
+    conf = {**cni.conf(links), "miimom": "100"}
+    call = cni.fails("ADD", conf, code=7)
+    assert call.out["msg"] == "miimom: unknown key; did you mean 'miimon'?"
+    cni.ok("DEL", conf)
+    cni.assert_nothing_left(before)

@@ -128,10 +128,28 @@ def test_every_slave_option_by_its_cni_key():
 
 
 @pytest.mark.parametrize(("key", "hint"), [("miimom", "miimon"), ("lacp_rate", "lacpRate"),
-                                           ("xmitHashPolicyy", "xmitHashPolicy")])
-def test_near_miss_keys_warn(key, hint):
+                                           ("xmitHashPolicyy", "xmitHashPolicy"),
+                                           ("linksInContainr", "linksInContainer")])
+def test_near_miss_keys_are_refused_by_add_but_not_by_del(key, hint):
+    """One slip from a known key is a typo (a bond without link monitoring, for "miimom"):
+    ADD and CHECK refuse it; DEL, which follows even a refused ADD, parses past it."""
     parsed = parse_config(conf(**{key: 1}))
-    assert parsed.warnings == (f"unknown key {key!r} ignored; did you mean {hint!r}?",)
+    assert parsed.warnings == ()
+    with pytest.raises(CniError) as info:
+        bond_spec(parsed, "bond0")
+    assert (info.value.cni_code, info.value.msg) == (
+        7, f"{key}: unknown key; did you mean {hint!r}?")
+
+
+def test_near_miss_keys_of_a_link_are_refused():
+    code, msg = error(links=[{"name": "a", "prioo": 1}, {"name": "b"}])
+    assert (code, msg) == (7, "links[a].prioo: unknown key; did you mean 'prio'?")
+
+
+def test_farther_misspellings_warn():
+    parsed = parse_config(conf(miiimonn=1))
+    assert parsed.warnings == ("unknown key 'miiimonn' ignored; did you mean 'miimon'?",)
+    assert spec(miiimonn=1).name == "bond0"
 
 
 def test_unrelated_unknown_keys_ignored_silently():
