@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         def send(self, data: bytes, flags: int = ..., /) -> int: ...
         def recv_into(self, buffer: bytearray, nbytes: int = ..., flags: int = ..., /) -> int: ...
         def settimeout(self, value: float | None, /) -> None: ...
+        def fileno(self) -> int: ...
         def close(self) -> None: ...
 
 
@@ -805,6 +806,10 @@ class Rtnl:
             raise
         return cls(sock)
 
+    def fileno(self) -> int:
+        """For select/poll over many namespaces' event sockets."""
+        return self._sock.fileno()
+
     def close(self) -> None:
         self._sock.close()
 
@@ -1022,13 +1027,13 @@ class Rtnl:
 
     def notifications(self, timeout: float | None = None) -> Iterator[NlMsg]:
         """Every message of the groups this socket joined, undecoded; ends after `timeout`
-        seconds without one (None: never)."""
+        seconds without one (None: never; 0: what is queued now, for a poll() loop)."""
         self._sock.settimeout(timeout)
         try:
             while True:
                 try:
                     data = self._recv()
-                except TimeoutError:
+                except (TimeoutError, BlockingIOError):  # BlockingIOError: timeout 0
                     return
                 yield from parse_messages(data)
         finally:
