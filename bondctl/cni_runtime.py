@@ -34,7 +34,8 @@ from typing import Any
 from . import __version__
 from .cni_install import ARTIFACT_NAME, LAUNCHER_MARKER, MANIFEST_NAME, InstallError, tree_digest
 
-EXCLUDED = frozenset({"cli", "__pycache__"})  # typer and rich: the plugin never needs them
+# typer and rich (cli), prometheus_client (observe): the plugin never needs them.
+EXCLUDED = frozenset({"cli", "observe", "__pycache__"})
 BUNDLED = ("pluggy", "sh")
 SHEBANG_MAX = 127  # what every Linux kernel reads of a #! line
 

@@ -50,8 +50,9 @@ PACKAGING = REPO / "packaging"
 LAUNCHER_SOURCE = PACKAGING / "launcher.c"
 STAMP_NAME = ".bond-build-stamp"
 ARTIFACT_NAME = "bondctl-bond"
-# bondctl.cli pulls typer and rich: the plugin never needs them.
-EXCLUDED_PACKAGES = frozenset({"bondctl.cli"})
+# bondctl.cli pulls typer and rich, bondctl.observe prometheus_client: the plugin never
+# needs them.
+EXCLUDED_PACKAGES = frozenset({"bondctl.cli", "bondctl.observe"})
 BUNDLED_DISTS = ("pluggy", "sh")
 # Stdlib parts a CNI plugin never imports; everything else stays, since lazily imported
 # modules (traceback on an error path, for one) are hard to enumerate and cheap to carry.

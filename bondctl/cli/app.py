@@ -398,6 +398,56 @@ def sandbox(
     raise typer.Exit(status)
 
 
+# -- the node's pods ----------------------------------------------------------------------------
+StateDirOpt = Annotated[str, typer.Option(
+    "--state-dir", metavar="DIR", help="The CNI plugin's state directory (its stateDir).")]
+NoHostOpt = Annotated[bool, typer.Option("--no-host", help="Leave out the node's own bonds.")]
+
+
+@app.command()
+@handled
+def pods(
+    ctx: typer.Context,
+    state_dir: StateDirOpt = "/var/lib/cni/bond",
+    no_host: NoHostOpt = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Keep watching: failovers and health changes as they happen "
+        "(with --json: one JSON line per event).")] = False,
+    interval: Annotated[float, typer.Option(
+        min=WATCH_INTERVAL[0], max=WATCH_INTERVAL[1],
+        help="--watch: seconds between readings of the state records.")] = 2.0,
+    count: Annotated[int, typer.Option(help="--watch: stop after this many rounds "
+                                       "(0: never).")] = 0,
+    json_: JsonOpt = False,
+) -> None:
+    """Every bond the CNI made on this node, read in its pod: slaves, 802.3ad partner and a
+    health verdict (ok, degraded, down, stale, gone) with the reason; host bonds too."""
+    from bondctl.cli import pods as pod_view
+
+    session = _session(ctx, json_=json_)
+    if watch:
+        pod_view.watch(session, state_dir, host=not no_host, interval=interval, count=count)
+    else:
+        pod_view.show(session, state_dir, host=not no_host)
+
+
+@app.command()
+@handled
+def monitor(
+    ctx: typer.Context,
+    metrics_address: Annotated[str | None, typer.Option(
+        "--metrics-address", metavar="HOST:PORT", show_default=False,
+        help="Serve Prometheus metrics here, e.g. 127.0.0.1:9465 (default: none).")] = None,
+    state_dir: StateDirOpt = "/var/lib/cni/bond",
+    no_host: NoHostOpt = False,
+) -> None:
+    """Watch every pod's bond until stopped: one JSON line per failover, slave or health
+    change on stdout, and Prometheus metrics if asked."""
+    from bondctl.cli import pods as pod_view
+
+    pod_view.monitor(metrics_address, state_dir, host=not no_host)
+
+
 cni_app = typer.Typer(help="The bond CNI plugin on this node.", no_args_is_help=True)
 app.add_typer(cni_app, name="cni")
 
