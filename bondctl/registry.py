@@ -3,6 +3,11 @@
 Selection: an explicit name (argument, then BONDCTL_BACKEND), otherwise the available backend
 with the highest priority. Plugins can be restricted with BONDCTL_PLUGINS=a,b (only these
 entry points load) or blocked with BONDCTL_DISABLE_PLUGINS=a,b (as tox and llm allow).
+
+select() is on the CNI plugin's path for every pod: a built-in backend it is asked for by name
+is imported directly, and so is the default (the best available built-in): pluggy and the
+entry-point scan load only for a name that is not built in, and for listing (backends()).
+The built-ins are still entry points too, so listing shows them as before.
 """
 
 from __future__ import annotations
@@ -10,14 +15,32 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import pluggy
-
-from . import hookspecs
 from .backend import Availability, Backend
 from .entrypoints import entry_points
 from .errors import BackendUnavailableError, ValidationError
+
+if TYPE_CHECKING:
+    import pluggy
+
+# The built-in backends, highest priority first (a unit test holds this to their `priority`).
+BUILTIN = {"netlink": "bondctl.backends.netlink", "iproute2": "bondctl.backends.iproute2",
+           "sysfs": "bondctl.backends.sysfs"}
+ENTRY_POINT_GROUP = "bondctl.backends"  # hookspecs.ENTRY_POINT_GROUP, without importing pluggy
+
+
+def builtin(name: str) -> type[Backend]:
+    """The class of the built-in backend `name`, imported directly."""
+    module = importlib.import_module(BUILTIN[name])
+    found: list[type[Backend]] = []
+    module.bondctl_register_backends(register=found.append)
+    return found[0]
+
+
+def _builtin_allowed(name: str) -> bool:
+    only, blocked = _names("BONDCTL_PLUGINS"), _names("BONDCTL_DISABLE_PLUGINS") or set()
+    return name in BUILTIN and name not in blocked and (only is None or name in only)
 
 
 class BackendInfo(NamedTuple):
@@ -39,27 +62,58 @@ def _names(var: str) -> set[str] | None:
 
 class Registry:
     def __init__(self, modules: Sequence[object] = (), *, entry_point_group: str | None =
-                 hookspecs.ENTRY_POINT_GROUP) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+                 ENTRY_POINT_GROUP) -> None:
+        self._modules = tuple(modules)
+        self._group = entry_point_group
+        self._pm: pluggy.PluginManager | None = None
         self.origins: dict[str, str] = {}
-        self.errors: list[str] = []  # plugins that failed to load, for `bondctl backends`
-        self.skipped: dict[str, str] = {}  # entry point name -> why it was not loaded
-        if entry_point_group:
-            self._load_entry_points(entry_point_group)
-        for module in modules:
-            self.pm.register(module)
-            self.origins[self.pm.get_name(module) or repr(module)] = "registered in-process"
+        self._errors: list[str] = []
+        self._skipped: dict[str, str] = {}
         self._backends: dict[str, BackendInfo] | None = None
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """pluggy with every plugin loaded: made on first use, never on the lean path."""
+        if self._pm is None:
+            import pluggy
+
+            from . import hookspecs
+
+            self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+            self._pm.add_hookspecs(hookspecs)
+            if self._group:
+                self._load_entry_points(self._group)
+            for module in self._modules:
+                self._pm.register(module)
+                self.origins[self._pm.get_name(module) or repr(module)] = \
+                    "registered in-process"
+        return self._pm
+
+    @property
+    def errors(self) -> list[str]:
+        """Plugins that failed to load, for `bondctl backends`."""
+        self.pm  # noqa: B018 - loading is what fills it
+        return self._errors
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Entry point name -> why it was not loaded."""
+        self.pm  # noqa: B018
+        return self._skipped
+
+    def _lean(self) -> bool:
+        """Whether select() may import built-ins directly: the default registry only (one
+        given modules or another group is a test's or an embedder's world)."""
+        return not self._modules and self._group == ENTRY_POINT_GROUP and self._pm is None
 
     def _load_entry_points(self, group: str) -> None:
         only, blocked = _names("BONDCTL_PLUGINS"), _names("BONDCTL_DISABLE_PLUGINS") or set()
         for ep in entry_points(group):
             if ep.name in blocked:
-                self.skipped[ep.name] = "blocked by BONDCTL_DISABLE_PLUGINS"
+                self._skipped[ep.name] = "blocked by BONDCTL_DISABLE_PLUGINS"
                 continue
             if only is not None and ep.name not in only:
-                self.skipped[ep.name] = "not in BONDCTL_PLUGINS"
+                self._skipped[ep.name] = "not in BONDCTL_PLUGINS"
                 continue
             module_name, _, attr = ep.value.partition(":")
             try:
@@ -68,12 +122,13 @@ class Registry:
                     plugin = getattr(plugin, attr)
             except Exception as exc:
                 reason = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
-                self.errors.append(f"{ep.name} ({ep.dist}): {reason}")
-                self.skipped[ep.name] = reason
+                self._errors.append(f"{ep.name} ({ep.dist}): {reason}")
+                self._skipped[ep.name] = reason
                 continue
-            if self.pm.is_registered(plugin):
+            assert self._pm is not None
+            if self._pm.is_registered(plugin):
                 continue
-            self.pm.register(plugin, name=ep.name)
+            self._pm.register(plugin, name=ep.name)
             self.origins[ep.name] = f"{ep.dist} {ep.version} (entry point {ep.name})"
 
     def backends(self) -> dict[str, BackendInfo]:
@@ -106,6 +161,10 @@ class Registry:
     def select(self, name: str | None = None) -> Backend:
         """An instance of the named backend, or of the best available one."""
         name = name or os.environ.get("BONDCTL_BACKEND") or None
+        if self._lean():
+            chosen = self._select_builtin(name)
+            if chosen is not None:
+                return chosen
         if name:
             info = self.get(name)
             available = info.availability()
@@ -125,3 +184,24 @@ class Registry:
             reasons.append("no backend is installed (no `bondctl.backends` entry point on "
                            "sys.path)")
         raise BackendUnavailableError("no backend is available here: " + "; ".join(reasons))
+
+    def _select_builtin(self, name: str | None) -> Backend | None:
+        """select() without pluggy: the built-in `name`, or with no name the first available
+        built-in by priority. None: ask the full registry (a third-party name, a blocked
+        built-in, or no built-in available, whose reasons the full path gives)."""
+        names = [name] if name else list(BUILTIN)
+        for candidate in names:
+            if not _builtin_allowed(candidate):
+                return None
+            cls = builtin(candidate)
+            available = _available(cls)
+            if available.ok:
+                return cls()
+            if name:
+                raise BackendUnavailableError(f"backend {name} is not available: "
+                                              f"{available.reason}")
+        return None
+
+
+def _available(cls: type[Backend]) -> Availability:
+    return BackendInfo(cls.name, cls, "").availability()

@@ -2,7 +2,8 @@
 
 Layout (what `bondctl cni install` copies onto a node as-is):
 
-    dist/bond                        static launcher (packaging/launcher.c)
+    dist/bond                        static shim (packaging/shim.c): the node agent when one
+                                     listens, else the runtime (packaging/launcher.c)
     dist/.bond-runtime -> .bond-runtime-DIGEST12
     dist/.bond-runtime-DIGEST12/
         manifest.json                artifact name, version, python, digest of everything else
@@ -48,6 +49,7 @@ from bondctl.cni_install import (
 REPO = Path(__file__).resolve().parent.parent
 PACKAGING = REPO / "packaging"
 LAUNCHER_SOURCE = PACKAGING / "launcher.c"
+SHIM_SOURCE = PACKAGING / "shim.c"  # includes launcher.c for its direct path
 STAMP_NAME = ".bond-build-stamp"
 ARTIFACT_NAME = "bondctl-bond"
 # bondctl.cli pulls typer and rich, bondctl.observe prometheus_client: the plugin never
@@ -83,7 +85,7 @@ def bundled_packages(project: dict[str, object]) -> dict[str, Path]:
 
 
 def input_files(project: dict[str, object]) -> list[Path]:
-    files = [REPO / "pyproject.toml", LAUNCHER_SOURCE, Path(__file__).resolve(),
+    files = [REPO / "pyproject.toml", LAUNCHER_SOURCE, SHIM_SOURCE, Path(__file__).resolve(),
              REPO / "bondctl" / "cni_install.py"]
     for src in bundled_packages(project).values():
         files += sorted(src.glob("*.py"))
@@ -211,9 +213,15 @@ def compile_tree(root: Path) -> None:
 
 
 def build_launcher(dest: Path) -> None:
-    cc = os.environ.get("CC", "cc")
-    subprocess.run([cc, "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s", "-o", str(dest),
-                    str(LAUNCHER_SOURCE)], check=True)
+    compile_shim(SHIM_SOURCE, dest)
+
+
+def compile_shim(source: Path, dest: Path, cc: str | None = None) -> None:
+    """The static `bond` (shim.c with launcher.c next to it); also used by bondctl.cni_runtime
+    for a pip install."""
+    cc = cc or os.environ.get("CC", "cc")
+    subprocess.run([cc, "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s",
+                    f"-I{source.parent}", "-o", str(dest), str(source)], check=True)
     if LAUNCHER_MARKER not in dest.read_bytes():
         raise SystemExit(f"build: {dest} lacks the marker {LAUNCHER_MARKER!r}")
     dest.chmod(0o755)

@@ -7,6 +7,11 @@
  *   DIR/.bond-runtime-DIGEST/   lib/ld.so (the bundled glibc loader) and libraries, bin/python,
  *                               bin/python._pth (the exact sys.path), boot.py, manifest.json
  *
+ * A runtime made from a pip install (bondctl/cni_runtime.py) has no lib/ld.so: it starts with
+ * its `boot` script instead, whose #! line names the interpreter it was built for.
+ *
+ * packaging/shim.c includes this file (with BOND_SHIM defined) for its direct path.
+ *
  * The symlink is resolved once, here: an upgrade that swaps it while this process starts cannot
  * mix an old loader with a new interpreter. The interpreter runs under the bundled loader with
  * --library-path, so it uses the bundled glibc whatever the node has, and the programs it starts
@@ -39,7 +44,9 @@ static int join(char *out, const char *dir, const char *rel) {
     return n > 0 && n < PATH_MAX;
 }
 
-int main(int argc, char **argv) {
+/* Replace this process with the runtime next to our executable; returns only on failure,
+ * having printed the CNI error. */
+static int direct(int argc, char **argv) {
     char self[PATH_MAX], link[PATH_MAX], runtime[PATH_MAX];
     char loader[PATH_MAX], libdir[PATH_MAX], python[PATH_MAX], boot[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -57,6 +64,13 @@ int main(int argc, char **argv) {
     if (!join(loader, runtime, "lib/ld.so") || !join(libdir, runtime, "lib") ||
         !join(python, runtime, "bin/python") || !join(boot, runtime, "boot.py"))
         return fail("path too long", runtime, ENAMETOOLONG);
+    if (access(loader, X_OK) != 0) {
+        if (!join(boot, runtime, "boot"))
+            return fail("path too long", runtime, ENAMETOOLONG);
+        argv[0] = boot;
+        execv(boot, argv);
+        return fail("cannot start the runtime", boot, errno);
+    }
 
     /* loader --library-path LIB python -I -S -B boot.py [args...] */
     char **args = calloc((size_t)argc + 8, sizeof *args);
@@ -77,3 +91,7 @@ int main(int argc, char **argv) {
     execv(loader, args);
     return fail("cannot start the bundled runtime", loader, errno);
 }
+
+#ifndef BOND_SHIM
+int main(int argc, char **argv) { return direct(argc, argv); }
+#endif

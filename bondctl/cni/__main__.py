@@ -13,6 +13,10 @@ from typing import Any
 
 from .versions import LATEST, SUPPORTED_VERSIONS
 
+# Who runs this request: "agent" in a request child of `bondctl agent` (agent.py). The plugin's
+# log lines of an agent-served request say so: how an admin tells the two modes apart.
+SERVED_BY = "direct"
+
 
 def _print(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, indent=4) + "\n")
@@ -90,8 +94,9 @@ def _run(stdin: bytes, log: Any) -> int:
 
     env = read_env()
     conf = parse_config(stdin)
+    via = " (agent)" if SERVED_BY == "agent" else ""
     log.configure(conf.log_file, conf.log_level,
-                  f"{env.command} {env.container_id or '-'}/{env.ifname or '-'}")
+                  f"{env.command} {env.container_id or '-'}/{env.ifname or '-'}{via}")
     for warning in conf.warnings:
         log.warning(warning)
     from .plugin import run

@@ -16,12 +16,28 @@ from ..netns import Netns
 from .errors import INVALID_ENV, UNKNOWN_CONTAINER, CniError
 
 _HOST_PATHS = ("/proc/self/ns/net", "/proc/1/ns/net")
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+# CNI_NETNS as the caller opened it, set by the node agent's request child
+# (bondctl/cni/agent.py): path -> the fd the caller passed, or -errno of the caller's failed
+# open. The agent never resolves a caller's path in its own mount and PID namespaces.
+given: dict[str, int] = {}
+
+
+def _open(path: str) -> int:
+    passed = given.get(path)
+    if passed is None:
+        return os.open(path, _OPEN_FLAGS)
+    if passed < 0:
+        raise OSError(-passed, os.strerror(-passed), path)
+    return os.dup(passed)
 
 
 def ident(path: str) -> list[int] | None:
     """(st_dev, st_ino) of the namespace at `path`; None if there is none."""
-    try:
-        st = os.stat(path)
+    passed = given.get(path)
+    try:  # a failed open passed as -errno: fstat's EBADF, so None as for a missing path
+        st = os.stat(path) if passed is None else os.fstat(passed)
     except (OSError, ValueError):
         return None
     return [st.st_dev, st.st_ino]
@@ -37,7 +53,7 @@ def pin(path: str) -> tuple[Netns, list[int]]:
     from ..netns import check_is_netns
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = _open(path)
     except FileNotFoundError:
         raise CniError(UNKNOWN_CONTAINER, f"CNI_NETNS {path} does not exist") from None
     except OSError as exc:

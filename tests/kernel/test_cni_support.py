@@ -1,6 +1,11 @@
 """Helpers for the CNI plugin's kernel tests: the plugin runs as a real subprocess inside a
 throw-away "host" namespace, against a throw-away "pod" namespace, and everything is read back
-with `ip -j -d` independently of the plugin. No tests here (pytest collects none)."""
+with `ip -j -d` independently of the plugin. No tests here (pytest collects none).
+
+Every test that takes the `cni` fixture runs twice: "direct" (the Python plugin started per
+call, as a node without the agent has it) and "agent" (the native shim dist/bond forwarding to
+one `bondctl agent` shared by the whole session in this guest; each call is checked to have been
+served by the agent, never by the shim's direct fallback)."""
 
 from __future__ import annotations
 
@@ -8,16 +13,83 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN = [sys.executable, "-m", "bondctl.cni"]
+SHIM = REPO / "dist" / "bond"  # packaging/build-artifact.sh (scripts/setup.sh runs it)
 CNI_BIN = "/usr/lib/cni"
 STATE_ROOT = Path("/var/lib/cni")  # a tmpfs inside User-Mode Linux
+MODES = ("direct", "agent")
+
+
+class AgentProcess:
+    """A `bondctl agent` (python -m bondctl.cni.agent) on its own socket, logging to a file."""
+
+    def __init__(self, directory: Path, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.directory = directory
+        self.args = args
+        self.socket = str(directory / "agent.sock")
+        self.log = directory / "agent.log"
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> AgentProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BONDCTL_")}
+        env.update(self.extra_env)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bondctl.cni.agent", "--socket", self.socket, *self.args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=REPO)
+        end = time.monotonic() + timeout
+        while "listening on" not in self.text():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise AssertionError(f"the agent did not start: {self.text()}")
+            time.sleep(0.05)
+        return self
+
+    def text(self, offset: int = 0) -> str:
+        try:
+            with open(self.log, "rb") as fh:
+                fh.seek(offset)
+                return fh.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def size(self) -> int:
+        try:
+            return self.log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def served(agent: AgentProcess, offset: int, variables: dict[str, str]) -> bool:
+    """Whether the agent logged this request after `offset`: its line is written before the
+    shim is answered, so it is there once the shim has exited."""
+    what = (f"{variables.get('CNI_COMMAND') or '-'} {variables.get('CNI_CONTAINERID') or '-'}/"
+            f"{variables.get('CNI_IFNAME') or '-'}: ")
+    return what in agent.text(offset)
 
 
 @dataclass
@@ -49,6 +121,7 @@ class Env:
     state_dir: Path
     ipam_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    agent: AgentProcess | None = None  # agent mode: calls go through the shim to it
 
     def conf(self, links: list[str], *, ipam: bool = False, version: str = "1.0.0",
              **keys: Any) -> dict[str, Any]:
@@ -77,8 +150,15 @@ class Env:
         if variables["CNI_NETNS"] == "":
             del variables["CNI_NETNS"]
         stdin = conf if isinstance(conf, bytes | str) else json.dumps(conf)
-        proc = self.host.run(*PLUGIN, input=stdin if isinstance(stdin, str) else
+        argv, offset = PLUGIN, 0
+        if self.agent is not None:
+            argv, offset = [str(SHIM)], self.agent.size()
+            variables["BONDCTL_AGENT_SOCKET"] = self.agent.socket
+        proc = self.host.run(*argv, input=stdin if isinstance(stdin, str) else
                              stdin.decode(), env=variables, check=False)
+        if self.agent is not None:
+            assert served(self.agent, offset, variables), (
+                f"the shim did not reach the agent: {self.agent.text(offset)}")
         try:
             out = json.loads(proc.stdout) if proc.stdout.strip() else {}
         except ValueError:
@@ -136,11 +216,38 @@ class Env:
         shutil.rmtree(self.ipam_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def cni(make_netns) -> Any:
+_shared: list[AgentProcess] = []
+
+
+def shared_agent(config: pytest.Config) -> AgentProcess:
+    """One agent for every agent-mode test in this guest (its start costs seconds in UML),
+    started on first use and stopped (SIGTERM, which must end it cleanly) when the run ends.
+    Not a session fixture: test modules import `cni` alone."""
+    if not _shared:
+        if not SHIM.is_file():
+            pytest.fail(f"{SHIM} is missing: run `bash packaging/build-artifact.sh`")
+        directory = Path(f"/run/bondctl-test-{secrets.token_hex(4)}")
+        _shared.append(AgentProcess(directory).start())
+
+        def stop() -> None:
+            agent = _shared.pop()
+            status = agent.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+            if status != 0:
+                raise AssertionError(f"the agent did not stop cleanly ({status}): "
+                                     f"{agent.text()[-2000:]}")
+
+        config.add_cleanup(stop)
+    return _shared[0]
+
+
+@pytest.fixture(params=MODES)
+def cni(request, make_netns) -> Any:
     token = secrets.token_hex(4)
     world = Env(make_netns("host"), make_netns("pod"), STATE_ROOT / f"bond-test-{token}",
                 STATE_ROOT / f"ipam-test-{token}")
+    if request.param == "agent":
+        world.agent = shared_agent(request.config)
     yield world
     world.cleanup()
 

@@ -81,6 +81,7 @@ def test_no_backend_available_always_says_why(monkeypatch):
     from bondctl.entrypoints import EntryPoint
 
     broken = [EntryPoint("netlink", "bondctl.backends.no_such_module", "bondctl", "0")]
+    monkeypatch.setattr(registry_module, "BUILTIN", {})  # the tree shadows the built-ins too
     monkeypatch.setattr(registry_module, "entry_points", lambda group: broken)
     with pytest.raises(BackendUnavailableError) as caught:
         Registry().select()
@@ -105,3 +106,38 @@ def test_light_marker_matches_pluggys():
     pluggy.HookimplMarker("bondctl")(a)
     markers.hookimpl(b)
     assert a.bondctl_impl == b.bondctl_impl
+
+
+def test_builtin_order_is_their_priority_and_they_are_entry_points():
+    """select()'s lean path takes BUILTIN's order as priority order and imports these modules
+    directly: both must agree with the classes and with the entry points listing uses."""
+    from bondctl import registry as registry_module
+
+    classes = [registry_module.builtin(name) for name in registry_module.BUILTIN]
+    assert [c.name for c in classes] == list(registry_module.BUILTIN)
+    assert [c.priority for c in classes] == sorted((c.priority for c in classes), reverse=True)
+    listed = Registry().backends()
+    for cls in classes:
+        assert listed[cls.name].cls is cls
+
+
+def test_select_of_a_builtin_loads_no_pluggy():
+    """Available or not (this host may lack bonding), a built-in named is imported alone."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bondctl.registry import Registry\n"
+            "try:\n    Registry().select('netlink')\nexcept Exception:\n    pass\n"
+            "print('pluggy' in sys.modules, 'bondctl.backends.sysfs' in sys.modules, "
+            "'bondctl.backends.netlink' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).stdout
+    assert out.split() == ["False", "False", "True"]
+
+
+def test_a_blocked_builtin_is_not_the_default(monkeypatch):
+    monkeypatch.setenv("BONDCTL_DISABLE_PLUGINS", "netlink")
+    try:
+        assert Registry().select().name != "netlink"
+    except BackendUnavailableError as exc:  # no bonding driver here: the reasons say so
+        assert "netlink: blocked by BONDCTL_DISABLE_PLUGINS" in exc.msg

@@ -1,0 +1,456 @@
+"""`bondctl agent`: the node agent behind the native `bond` shim (packaging/shim.c).
+
+A warmed, single-threaded zygote: it imports the CNI path and the built-in backends once,
+listens on a unix socket (root peers only, by SO_PEERCRED) and forks one child per
+connection. The child reads the request (wire.py), says "accepted", and then is the direct
+path's process in every way that matters: the caller's stdin, stdout and stderr as fds 0-2,
+the caller's network namespace (setns on the fd the caller passed), the caller's environment,
+and CNI_NETNS pinned through the fd the caller opened (pods.given), never by path. It runs
+bondctl.cni.__main__.main(), the very code the direct path runs, and exits with its status.
+The zygote reports that status (or the signal that killed the child) to the shim, which exits
+the same way. A child past its deadline is SIGKILLed, as a runtime would kill the plugin.
+
+The zygote never starts a thread (a fork keeps only the forking thread): long-running work
+(issue 13's monitor, say) goes in a Worker, a supervised process of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import signal
+import socket
+import stat
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from . import wire
+from .log import LEVELS, Log
+
+DEFAULT_SOCKET = "/run/bondctl/agent.sock"
+SOCKET_ENV = "BONDCTL_AGENT_SOCKET"  # read by the shim too: where it looks for the agent
+DEFAULT_TIMEOUT = 300.0  # seconds a request may run: above IPAM's own 120 s limit
+READ_TIMEOUT = 5.0  # seconds a client has to send its whole request
+WORKER_RESTART_DELAY = 1.0
+# The caller's BONDCTL_* variables are dropped, save these: the ADD steps' fault hooks of
+# plugin.py, which only fail or kill the caller's own request (a root caller can equally run
+# the direct path with them). Where state and logs may go (BONDCTL_STATE_ROOT,
+# BONDCTL_LOG_DIR) and which backends may load are the node admin's, from the agent's own
+# environment: never a request's.
+REQUEST_ALLOWED = frozenset({"BONDCTL_FAULT", "BONDCTL_FAULT_KILL"})
+AGENT_ONLY = frozenset({SOCKET_ENV})
+_SO_PEERCRED = struct.Struct("3i")
+
+
+class Worker:
+    """A long-running process the agent starts, restarts when it dies, and stops on SIGTERM
+    (SIGTERM, then SIGKILL after `grace` seconds). `target` runs in a forked child; it may
+    start threads there."""
+
+    def __init__(self, name: str, target: Callable[[], object], grace: float = 5.0) -> None:
+        self.name = name
+        self.target = target
+        self.grace = grace
+        self.pid = 0
+        self.died_at = 0.0
+
+
+class Running:
+    __slots__ = ("conn", "deadline", "info", "killed", "pid", "started")
+
+    def __init__(self, pid: int, conn: socket.socket, info: int, deadline: float) -> None:
+        self.pid = pid
+        self.conn = conn
+        self.info = info  # read end of the child's one-line "what I ran" pipe
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.killed = False
+
+
+def warm() -> None:
+    """Everything a request can need, imported once in the zygote: a child starts with it."""
+    import ctypes  # noqa: F401  rtnl's setns on Python 3.11
+    import json  # noqa: F401
+    import subprocess  # noqa: F401
+    import traceback  # noqa: F401
+
+    from .. import model, ops, registry, rtnl, steps  # noqa: F401
+    from . import __main__, config, env, errors, hostlinks, ipam, plugin, pods, result, state  # noqa: F401
+
+    for name in registry.BUILTIN:
+        registry.builtin(name)
+
+
+def child_env(request: dict[str, str], own: dict[str, str]) -> dict[str, str]:
+    """The request's environment, less the caller's BONDCTL_* (REQUEST_ALLOWED aside), plus
+    the agent's own BONDCTL_* settings."""
+    env = {k: v for k, v in request.items()
+           if not k.startswith("BONDCTL_") or k in REQUEST_ALLOWED}
+    env.update({k: v for k, v in own.items()
+                if k.startswith("BONDCTL_") and k not in REQUEST_ALLOWED | AGENT_ONLY})
+    return env
+
+
+def describe(status: int, killed: bool) -> str:
+    if os.WIFEXITED(status):
+        code = os.WEXITSTATUS(status)
+        return "ok" if code == 0 else f"failed (exit {code})"
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+    name = signal.Signals(sig).name if sig else "?"
+    return "killed at its deadline" if killed else f"killed by {name}"
+
+
+class Agent:
+    def __init__(self, path: str = DEFAULT_SOCKET, *, timeout: float = DEFAULT_TIMEOUT,
+                 log: Log | None = None, workers: Sequence[Worker] = ()) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.log = log or agent_log()
+        self.workers = list(workers)
+        self.running: dict[int, Running] = {}
+        self.stopping = False
+        self.listener: socket.socket | None = None
+        self._wake_r = self._wake_w = -1
+
+    # -- the socket ------------------------------------------------------------------------
+    def bind(self) -> None:
+        """The socket at self.path: its directory 0700 and root's, the socket 0600. A stale
+        socket is replaced; a live agent's is not."""
+        directory = os.path.dirname(self.path) or "."
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise SystemExit(f"bondctl agent: {directory} is not a directory of ours")
+        os.chmod(directory, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                raise SystemExit(f"bondctl agent: {self.path} exists and is not a socket")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.path)
+                raise SystemExit(f"bondctl agent: another agent listens on {self.path}")
+            except (ConnectionRefusedError, FileNotFoundError):
+                os.unlink(self.path)  # stale: its agent is gone
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        self.listener = sock
+
+    # -- the loop --------------------------------------------------------------------------
+    def serve(self) -> int:
+        for fd in (0, 1, 2):  # a request's fds must never land on 0-2 (dup2 would lose them)
+            try:
+                os.fstat(fd)
+            except OSError:
+                os.open(os.devnull, os.O_RDWR)  # takes the lowest free number: this one
+        warm()
+        import gc
+
+        gc.freeze()  # what the zygote holds stays out of the children's collections: fewer
+        # copied pages per fork
+        if self.listener is None:
+            self.bind()
+        assert self.listener is not None
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
+        selector = selectors.DefaultSelector()
+        selector.register(self.listener, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        self.log.info(f"listening on {self.path} (pid {os.getpid()}, request deadline "
+                      f"{self.timeout:.0f} s)")
+        for worker in self.workers:
+            self._start_worker(worker)
+        while not (self.stopping and not self.running):
+            selector.select(self._next_wait())
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake_r, 512):
+                    pass
+            self._reap()
+            self._enforce_deadlines()
+            if self.stopping and self.listener is not None:
+                selector.unregister(self.listener)
+                self._close_listener()
+                self.log.info(f"stopping: {len(self.running)} request(s) in flight")
+            if self.listener is not None:
+                self._accept_all()
+            self._restart_workers()
+        self._stop_workers()
+        self.log.info("stopped")
+        return 0
+
+    def _stop(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _next_wait(self) -> float | None:
+        now = time.monotonic()
+        waits = [r.deadline - now for r in self.running.values() if not r.killed]
+        waits += [w.died_at + WORKER_RESTART_DELAY - now for w in self.workers if not w.pid]
+        return max(0.0, min(waits)) if waits else None
+
+    def _close_listener(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)  # new callers take the direct path from now on
+
+    def _accept_all(self) -> None:
+        assert self.listener is not None
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: the caller falls back meanwhile
+                self.log.error(f"accept: {exc.strerror}")
+                return
+            self._take(conn)
+
+    def _take(self, conn: socket.socket) -> None:
+        pid, uid, _ = _SO_PEERCRED.unpack(conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, _SO_PEERCRED.size))
+        if uid != 0:
+            self.log.warning(f"refused a client of uid {uid} (pid {pid}): root only")
+            with contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(wire.reply(wire.REFUSED, wire.VERSION, "permission denied: the "
+                                     "agent serves root only"))
+            conn.close()
+            return
+        info_r, info_w = os.pipe2(os.O_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child, which never returns
+            os.close(info_r)
+            status = 70
+            try:
+                status = self._child(conn, info_w)
+            except BaseException as exc:  # anything here must end the child
+                with contextlib.suppress(BaseException):
+                    self.log.error(f"request child: {type(exc).__name__}: {exc}")
+            finally:
+                os._exit(status)
+        os.close(info_w)
+        self.running[child] = Running(child, conn, info_r, time.monotonic() + self.timeout)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            request = self.running.pop(pid, None)
+            if request is not None:
+                self._finish(request, status)
+                continue
+            for worker in self.workers:
+                if worker.pid == pid:
+                    worker.pid, worker.died_at = 0, time.monotonic()
+                    if not self.stopping:
+                        self.log.error(f"worker {worker.name} (pid {pid}) "
+                                       f"{describe(status, False)}; restarting it")
+
+    def _finish(self, request: Running, status: int) -> None:
+        try:
+            what = os.read(request.info, 1024).decode("utf-8", "replace").strip()
+        except OSError:
+            what = ""
+        os.close(request.info)
+        took = time.monotonic() - request.started
+        result = describe(status, request.killed)
+        line = f"{what or 'no request'}: {result} in {took:.3f} s"
+        if request.killed or os.WIFSIGNALED(status):
+            self.log.error(line)
+        else:
+            self.log.info(line)
+        # Logged first: once the shim has its answer, the line is there to be read.
+        with contextlib.suppress(OSError):
+            request.conn.setblocking(False)  # a client that stopped reading cannot stall us
+            request.conn.send(wire.reply(wire.FINISHED, status))
+        request.conn.close()
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for request in self.running.values():
+            if not request.killed and now >= request.deadline:
+                request.killed = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(request.pid, signal.SIGKILL)
+
+    # -- workers ---------------------------------------------------------------------------
+    def _start_worker(self, worker: Worker) -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker's own process
+            status = 0
+            try:
+                self._become_child()
+                worker.target()
+            except BaseException as exc:
+                status = 1
+                with contextlib.suppress(BaseException):
+                    self.log.error(f"worker {worker.name}: {type(exc).__name__}: {exc}")
+            finally:
+                os._exit(status)
+        worker.pid = pid
+        self.log.info(f"worker {worker.name} started (pid {pid})")
+
+    def _restart_workers(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers:
+            if not worker.pid and not self.stopping and now >= worker.died_at + \
+                    WORKER_RESTART_DELAY:
+                self._start_worker(worker)
+
+    def _stop_workers(self) -> None:
+        live = [w for w in self.workers if w.pid]
+        for worker in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+        for worker in live:
+            end = time.monotonic() + worker.grace
+            while time.monotonic() < end:
+                if os.waitpid(worker.pid, os.WNOHANG)[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                os.waitpid(worker.pid, 0)
+            worker.pid = 0
+
+    # -- a request's child -----------------------------------------------------------------
+    def _become_child(self) -> None:
+        """Drop the zygote's loop: its signal handlers, wakeup fd and listener."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self.listener is not None:
+            self.listener.close()
+        for other in self.running.values():
+            other.conn.close()
+            with contextlib.suppress(OSError):
+                os.close(other.info)
+
+    def _child(self, conn: socket.socket, info: int) -> int:
+        self._become_child()
+        conn.settimeout(READ_TIMEOUT)
+        try:
+            request = wire.read_request(conn)
+        except (wire.BadFrame, OSError) as exc:
+            why = str(exc) if isinstance(exc, wire.BadFrame) else \
+                f"reading the request: {exc.strerror or 'timed out'}"
+            os.write(info, f"refused: {why}".encode())
+            with contextlib.suppress(OSError):
+                conn.sendall(wire.reply(wire.REFUSED, wire.VERSION, why))
+            return 0
+        env = request.env
+        os.write(info, (f"{env.get('CNI_COMMAND') or '-'} {env.get('CNI_CONTAINERID') or '-'}"
+                        f"/{env.get('CNI_IFNAME') or '-'}").encode())
+        os.close(info)
+        conn.settimeout(None)
+        conn.sendall(wire.reply(wire.ACCEPTED))
+        return run_request(request, conn)
+
+
+def run_request(request: wire.Request, conn: socket.socket) -> int:
+    """In the request's child: become the caller's plugin process and run the direct path."""
+    import atexit
+
+    from ..rtnl import _setns
+    from . import __main__, pods
+    from .log import log
+
+    stdin, stdout, stderr, caller_ns = request.fds[:4]
+    _setns(caller_ns)  # EINVAL if it is not a network namespace: the request fails
+    os.close(caller_ns)
+    for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
+        os.dup2(fd, target)
+        os.close(fd)
+    conn.close()  # the zygote answers the shim; our fds are the caller's now
+    sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                      closefd=False)
+    own = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(child_env(request.env, own))
+    netns = request.env.get("CNI_NETNS")
+    if netns:
+        pod = request.pod_fd
+        pods.given[netns] = pod if pod is not None else -(request.netns_errno or errno.ENOENT)
+    log.__init__()  # type: ignore[misc]  # the plugin's log as a fresh process has it
+    atexit._clear()  # only this request's exit work (StateDir.close) runs below
+    __main__.SERVED_BY = "agent"
+    try:
+        status = __main__.main()
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        atexit._run_exitfuncs()
+    return status
+
+
+def agent_log(path: str | None = None, level: str = "info") -> Log:
+    log = Log()
+    log.level = LEVELS[level]
+    log.prefix = f"bondctl-agent[{os.getpid()}]"
+    if path:
+        log.configure(path, level)
+        log.prefix = f"bondctl-agent[{os.getpid()}]"
+    return log
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bondctl.cni.agent` (the artifact's runtime has no CLI) and `bondctl agent`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bondctl agent", description=(
+        "Serve the bond CNI plugin's requests from a resident process (the native bond "
+        "shim forwards to it; without it the shim takes the direct path)."))
+    parser.add_argument("--socket", default=os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET,
+                        help=f"unix socket to listen on (default {DEFAULT_SOCKET})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds a request may run before it is killed")
+    parser.add_argument("--log-file", help="append the agent's log here (a file under "
+                        "BONDCTL_LOG_DIR); default stderr")
+    parser.add_argument("--log-level", default="info", choices=sorted(LEVELS))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bondctl agent: must run as root (it makes bonds in pods)", file=sys.stderr)
+        return 1
+    if args.timeout <= 0:
+        print("bondctl agent: --timeout must be above 0", file=sys.stderr)
+        return 2
+    agent = Agent(args.socket, timeout=args.timeout,
+                  log=agent_log(args.log_file, args.log_level))
+    return agent.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
