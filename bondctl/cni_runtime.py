@@ -35,7 +35,7 @@ from . import __version__
 from .cni_install import ARTIFACT_NAME, LAUNCHER_MARKER, MANIFEST_NAME, InstallError, tree_digest
 
 # typer and rich (cli), prometheus_client (observe): the plugin never needs them.
-EXCLUDED = frozenset({"cli", "observe", "__pycache__"})
+EXCLUDED = frozenset({"cli", "observe", "native", "__pycache__"})
 BUNDLED = ("pluggy", "sh")
 SHEBANG_MAX = 127  # what every Linux kernel reads of a #! line
 
@@ -56,6 +56,51 @@ from bondctl.cni.__main__ import main  # noqa: E402
 
 sys.exit(main())
 '''
+
+
+BOOT = '''#!{python} -ISB
+# The bond CNI plugin's runtime from bondctl {version}: what the native shim (or the script
+# launcher) starts for the direct path. sys.path is site/ next to this file, and the stdlib.
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "site"))
+from bondctl.cni.__main__ import main  # noqa: E402
+
+sys.exit(main())
+'''
+
+
+def compile_shim(source: Path, dest: Path) -> None:
+    """The static native `bond` from shim.c (which includes launcher.c next to it); raises
+    InstallError when there is no C compiler with a static libc, or it fails."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise InstallError("no C compiler (cc) to build the native bond shim")
+    done = subprocess.run([cc, "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s",
+                           f"-I{source.parent}", "-o", str(dest), str(source)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise InstallError(f"building the native bond shim with {cc} failed: "
+                           f"{(done.stderr.strip().splitlines() or [''])[-1]}")
+    if LAUNCHER_MARKER not in dest.read_bytes():
+        raise InstallError(f"{dest} lacks the marker {LAUNCHER_MARKER!r}")
+    dest.chmod(0o755)
+
+
+def native_shim(workdir: Path) -> bytes | None:
+    """The native shim built from the installed package's sources, or None (and why, on
+    stderr) when it cannot be built here."""
+    try:
+        source = _package_dir("bondctl.native") / "shim.c"
+        if not source.is_file():
+            raise InstallError(f"{source} is missing from this installation")
+        compile_shim(source, workdir / "bond")
+    except InstallError as exc:
+        print(f"bondctl cni install: {exc.msg}; installing the script launcher instead "
+              "(direct mode only: no node agent)", file=sys.stderr)
+        return None
+    return (workdir / "bond").read_bytes()
 
 
 def interpreter() -> str:
@@ -144,6 +189,11 @@ def built() -> Iterator[tuple[bytes, Path, dict[str, Any]]]:
     with tempfile.TemporaryDirectory(prefix="bondctl-runtime-") as tmp:
         runtime = Path(tmp) / "runtime"
         site = runtime / "site"
+        site.mkdir(parents=True)
+        boot = runtime / "boot"
+        boot.write_text(BOOT.format(python=python, version=__version__))
+        boot.chmod(0o755)
+        plugin = native_shim(Path(tmp)) or script
         _copy_package(_package_dir("bondctl"), site / "bondctl")
         # bondctl.backends may live elsewhere (an editable install maps it to backends/)
         _copy_package(_package_dir("bondctl.backends"), site / "bondctl" / "backends")
@@ -159,7 +209,7 @@ def built() -> Iterator[tuple[bytes, Path, dict[str, Any]]]:
             "digest": tree_digest(runtime),
         }
         (runtime / MANIFEST_NAME).write_text(_json(manifest))
-        yield script, runtime, manifest
+        yield plugin, runtime, manifest
 
 
 def _json(data: dict[str, Any]) -> str:

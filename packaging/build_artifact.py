@@ -2,8 +2,8 @@
 
 Layout (what `bondctl cni install` copies onto a node as-is):
 
-    dist/bond                        static shim (packaging/shim.c): the node agent when one
-                                     listens, else the runtime (packaging/launcher.c)
+    dist/bond                        static shim (bondctl/native/shim.c): the node agent when
+                                     one listens, else the runtime (bondctl/native/launcher.c)
     dist/.bond-runtime -> .bond-runtime-DIGEST12
     dist/.bond-runtime-DIGEST12/
         manifest.json                artifact name, version, python, digest of everything else
@@ -48,13 +48,14 @@ from bondctl.cni_install import (
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGING = REPO / "packaging"
-LAUNCHER_SOURCE = PACKAGING / "launcher.c"
-SHIM_SOURCE = PACKAGING / "shim.c"  # includes launcher.c for its direct path
+# The C sources live in the package (bondctl.native) so a pip install can build the shim too.
+LAUNCHER_SOURCE = REPO / "bondctl" / "native" / "launcher.c"
+SHIM_SOURCE = REPO / "bondctl" / "native" / "shim.c"  # includes launcher.c: the direct path
 STAMP_NAME = ".bond-build-stamp"
 ARTIFACT_NAME = "bondctl-bond"
 # bondctl.cli pulls typer and rich, bondctl.observe prometheus_client: the plugin never
 # needs them.
-EXCLUDED_PACKAGES = frozenset({"bondctl.cli", "bondctl.observe"})
+EXCLUDED_PACKAGES = frozenset({"bondctl.cli", "bondctl.observe", "bondctl.native"})
 BUNDLED_DISTS = ("pluggy", "sh")
 # Stdlib parts a CNI plugin never imports; everything else stays, since lazily imported
 # modules (traceback on an error path, for one) are hard to enumerate and cheap to carry.
@@ -198,7 +199,7 @@ def write_boot(project: dict[str, object], runtime: Path) -> None:
     target = project["project"]["scripts"]["bond"]  # type: ignore[index]
     module, _, func = target.partition(":")
     (runtime / "boot.py").write_text(
-        '"""Started by the `bond` launcher (packaging/launcher.c)."""\n'
+        '"""Started by the `bond` launcher (bondctl/native/launcher.c)."""\n'
         f"import sys\n\nfrom {module} import {func}\n\nsys.exit({func}())\n")
 
 
@@ -216,12 +217,10 @@ def build_launcher(dest: Path) -> None:
     compile_shim(SHIM_SOURCE, dest)
 
 
-def compile_shim(source: Path, dest: Path, cc: str | None = None) -> None:
-    """The static `bond` (shim.c with launcher.c next to it); also used by bondctl.cni_runtime
-    for a pip install."""
-    cc = cc or os.environ.get("CC", "cc")
-    subprocess.run([cc, "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s",
-                    f"-I{source.parent}", "-o", str(dest), str(source)], check=True)
+def compile_shim(source: Path, dest: Path) -> None:
+    from bondctl.cni_runtime import compile_shim as build
+
+    build(source, dest)
     if LAUNCHER_MARKER not in dest.read_bytes():
         raise SystemExit(f"build: {dest} lacks the marker {LAUNCHER_MARKER!r}")
     dest.chmod(0o755)

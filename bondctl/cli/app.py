@@ -448,6 +448,29 @@ def monitor(
     pod_view.monitor(metrics_address, state_dir, host=not no_host)
 
 
+@app.command()
+def agent(
+    socket_path: Annotated[str, typer.Option(
+        "--socket", metavar="PATH", envvar="BONDCTL_AGENT_SOCKET",
+        help="The unix socket the native bond shim connects to.")] = "/run/bondctl/agent.sock",
+    timeout: Annotated[float, typer.Option(help="Seconds a request may run before it is "
+                                           "killed.")] = 300.0,
+    log_file: Annotated[str | None, typer.Option(
+        "--log-file", metavar="PATH", help="Append the agent's log here (a file under "
+        "BONDCTL_LOG_DIR); default stderr.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    probe: Annotated[bool, typer.Option("--probe", help="Exit 0 if an agent answers on the "
+                                        "socket, 1 if not.")] = False,
+) -> None:
+    """Serve the bond CNI plugin's requests from one resident process (docs/deploy.md)."""
+    from bondctl.cni.agent import main as agent_main
+
+    argv = ["--socket", socket_path, "--timeout", str(timeout), "--log-level", log_level]
+    argv += ["--log-file", log_file] if log_file else []
+    argv += ["--probe"] if probe else []
+    raise typer.Exit(agent_main(argv))
+
+
 cni_app = typer.Typer(help="The bond CNI plugin on this node.", no_args_is_help=True)
 app.add_typer(cni_app, name="cni")
 

@@ -83,6 +83,21 @@ def warm() -> None:
 
     for name in registry.BUILTIN:
         registry.builtin(name)
+    die_with(os.getppid(), 0)  # opens libc; signal 0 clears the (unset) death signal
+
+
+_libc: list[object] = []  # ctypes' handle on libc, opened once in the zygote
+
+
+def die_with(parent: int, sig: int) -> None:
+    """Have the kernel send `sig` to this (forked) process when `parent` dies."""
+    if not _libc:
+        import ctypes
+
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    _libc[0].prctl(1, int(sig), 0, 0, 0)  # type: ignore[attr-defined]  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), sig)
 
 
 def child_env(request: dict[str, str], own: dict[str, str]) -> dict[str, str]:
@@ -235,11 +250,15 @@ class Agent:
         info_r, info_w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
+        zygote = os.getpid()
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the child, which never returns
             os.close(info_r)
             status = 70
             try:
+                # An agent SIGKILLed takes its requests along, as a runtime killing the direct
+                # path's process would: each shim reports a CNI error and DEL cleans up.
+                die_with(zygote, signal.SIGKILL)
                 status = self._child(conn, info_w)
             except BaseException as exc:  # anything here must end the child
                 with contextlib.suppress(BaseException):
@@ -297,10 +316,12 @@ class Agent:
 
     # -- workers ---------------------------------------------------------------------------
     def _start_worker(self, worker: Worker) -> None:
+        zygote = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker's own process
             status = 0
             try:
+                die_with(zygote, signal.SIGTERM)
                 self._become_child()
                 worker.target()
             except BaseException as exc:
@@ -416,6 +437,22 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
     return status
 
 
+def probe(path: str, timeout: float = 5.0) -> str:
+    """"" when an agent answers at `path` (a frame of protocol version 0 is refused: nothing
+    forks past the check, nothing runs); otherwise what went wrong."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(wire.REQUEST.pack(wire.MAGIC, 0, 0, 0, 0))
+            answer = wire.read_reply(sock)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if answer is None or answer[0] != wire.REFUSED:
+        return f"{path}: no agent answered"
+    return ""
+
+
 def agent_log(path: str | None = None, level: str = "info") -> Log:
     log = Log()
     log.level = LEVELS[level]
@@ -440,7 +477,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-file", help="append the agent's log here (a file under "
                         "BONDCTL_LOG_DIR); default stderr")
     parser.add_argument("--log-level", default="info", choices=sorted(LEVELS))
+    parser.add_argument("--probe", action="store_true", help="exit 0 if an agent answers on "
+                        "the socket, 1 if not (a liveness probe)")
     args = parser.parse_args(argv)
+    if args.probe:
+        why = probe(args.socket)
+        if why:
+            print(f"bondctl agent: {why}", file=sys.stderr)
+        return 1 if why else 0
     if os.geteuid() != 0:
         print("bondctl agent: must run as root (it makes bonds in pods)", file=sys.stderr)
         return 1

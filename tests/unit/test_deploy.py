@@ -72,6 +72,11 @@ def pod_spec_problems(spec: dict[str, Any]) -> list[str]:
     return problems
 
 
+def containers() -> dict[str, dict[str, Any]]:
+    (ds,) = of_kind("DaemonSet")
+    return {c["name"]: c for c in ds["spec"]["template"]["spec"]["containers"]}
+
+
 def test_daemonset() -> None:
     (ds,) = of_kind("DaemonSet")
     assert ds["apiVersion"] == "apps/v1"
@@ -83,18 +88,52 @@ def test_daemonset() -> None:
     pod = spec["template"]["spec"]
     assert pod_spec_problems(pod) == []
     assert any(t.get("operator") == "Exists" for t in pod["tolerations"])
-    (container,) = pod["containers"]
+    container = containers()["install"]
     limits = container["resources"]["limits"]
     assert {"cpu", "memory"} <= limits.keys()
     sc = container["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
     assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
-    (volume,) = [v for v in pod["volumes"] if "hostPath" in v]
-    assert volume["hostPath"]["path"] == "/opt/cni/bin"
-    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = container["volumeMounts"]
+    assert volumes[mount["name"]]["hostPath"]["path"] == "/opt/cni/bin"
     env = {e["name"]: e["value"] for e in container.get("env", [])}
     assert env["BOND_CNI_BIN_DIR"] == mount["mountPath"], "the installer writes into the mount"
     assert not mount.get("readOnly", False)
+
+
+def test_daemonset_runs_the_agent_with_what_it_needs() -> None:
+    """The agent's request children act for the host's runtime: the same paths as the host
+    (socket dir, state root, pod namespaces, CNI_PATH), the host's PIDs, and SIGTERM time."""
+    (ds,) = of_kind("DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    agent = containers()["agent"]
+    assert agent["image"] == containers()["install"]["image"]
+    assert agent["command"][-1] == "agent" and agent["livenessProbe"]["exec"]["command"][-1] \
+        == "probe"
+    volumes = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
+    mounted = {m["mountPath"]: volumes[m["name"]] for m in agent["volumeMounts"]}
+    for path in ("/run/bondctl", "/var/lib/cni", "/run/netns", "/var/run/netns",
+                 "/opt/cni/bin"):
+        assert mounted.get(path) == path, f"{path} is not the host's {path}"
+    netns = [m for m in agent["volumeMounts"] if m["mountPath"].endswith("/netns")]
+    assert all(m.get("mountPropagation") == "HostToContainer" for m in netns), \
+        "namespaces bind-mounted after the agent started must show up in it"
+    env = {e["name"]: e["value"] for e in agent["env"]}
+    assert env["BONDCTL_STATE_ROOT"] == "/var/lib/cni" and "BONDCTL_LOG_DIR" in env
+    assert pod["hostPID"] is True
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    script = (DEPLOY / "entrypoint.sh").read_text()
+    assert "-m bondctl.cni.agent" in script and "--probe" in script
+
+
+def test_systemd_unit_runs_the_agent_and_signals_only_it() -> None:
+    unit = (DEPLOY / "bondctl-agent.service").read_text()
+    keys = dict(line.split("=", 1) for line in unit.splitlines()
+                if "=" in line and not line.startswith("#"))
+    assert keys["ExecStart"].split()[1:3] == ["agent", "--socket"]
+    assert keys["KillMode"] == "mixed", "control-group would SIGTERM requests in flight"
+    assert "BONDCTL_STATE_ROOT=/var/lib/cni" in unit
 
 
 def test_pods_in_examples_are_valid_and_use_defined_bond_networks() -> None:
@@ -195,9 +234,7 @@ def test_dockerfile_copies_the_artifact_and_its_entrypoint_exists() -> None:
     env = dict(kv.split("=", 1) for i, args in steps if i == "ENV"
                for kv in shlex.split(args))
     assert env["BOND_ARTIFACT"] == copies["dist/"] + "bond"
-    (ds,) = of_kind("DaemonSet")
-    (container,) = ds["spec"]["template"]["spec"]["containers"]
-    assert env["BOND_CNI_BIN_DIR"] == container["volumeMounts"][0]["mountPath"]
+    assert env["BOND_CNI_BIN_DIR"] == containers()["install"]["volumeMounts"][0]["mountPath"]
 
 
 def test_entrypoint_is_valid_posix_shell_and_runs_our_installer() -> None:
