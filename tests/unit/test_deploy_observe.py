@@ -47,10 +47,10 @@ def test_the_dashboard_is_grafana_json_on_known_series() -> None:
             assert unknown_series(target["expr"]) == set(), (panel["title"], target["expr"])
 
 
-def test_the_daemonset_exposes_the_port_the_pod_monitor_scrapes() -> None:
+def test_the_agent_exposes_the_port_the_pod_monitor_scrapes() -> None:
     (ds,) = of_kind("DaemonSet")
     template = ds["spec"]["template"]
-    (container,) = template["spec"]["containers"]
+    (container,) = [c for c in template["spec"]["containers"] if c["name"] == "agent"]
     ports = {p["name"]: p for p in container.get("ports", [])}
     assert ports["metrics"]["containerPort"] == DEFAULT_PORT
     assert template["metadata"]["annotations"]["prometheus.io/port"] == str(DEFAULT_PORT)
