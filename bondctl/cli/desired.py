@@ -179,7 +179,11 @@ def verify(session: Session, entry: Entry) -> None:
 
 def apply(session: Session, path: Path, *, rollback_after: float | None = None,
           probe: str | None = None) -> None:
+    from bondctl.cli.change import warn_ineffective
+
     entries = load(path)
+    for entry in entries:
+        warn_ineffective(entry.spec.mode, entry.spec.options)
     saved = None
     if rollback_after is not None and not session.dry_run:
         from bondctl.cli import checkpoint

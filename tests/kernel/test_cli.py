@@ -242,3 +242,22 @@ def test_demo_runs_and_leaves_nothing_behind():
     assert out.stdout.count("3/3 replies") == 2
     assert "nothing is left behind" in out.stdout
     assert set(Path("/run/netns").iterdir()) == before
+
+
+def test_options_without_effect_in_the_mode_are_set_and_warned_about(netns, make_links,
+                                                                     tmp_path):
+    """The catalogue's one rule (bondctl.options.ineffective), for create and apply: the
+    kernel keeps such an option, so it is set, but never in silence."""
+    eth0, eth1 = make_links(netns, 2)
+    done = bondctl("--netns", netns.name, "create", "bond0", "--mode", "active-backup",
+                   "--min-links", "1", "--xmit-hash-policy", "layer3+4", eth0)
+    assert "min_links has no effect in mode active-backup" in done.stderr
+    assert "xmit_hash_policy has no effect in mode active-backup" in done.stderr
+    data = info_data(netns, "bond0")
+    assert (data["min_links"], data["xmit_hash_policy"]) == (1, "layer3+4")
+    spec = tmp_path / "bond.yaml"
+    spec.write_text(f"name: bond1\nmode: active-backup\n"
+                    f"options: {{xmit_hash_policy: layer2+3}}\nslaves: [{eth1}]\n")
+    done = bondctl("--netns", netns.name, "apply", "-f", str(spec))
+    assert "xmit_hash_policy has no effect in mode active-backup" in done.stderr
+    assert info_data(netns, "bond1")["xmit_hash_policy"] == "layer2+3"
