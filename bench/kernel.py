@@ -87,10 +87,10 @@ def plugin_config(scratch: Path, tag: str, backend: str | None, links: Sequence[
 
 
 def cni(plugin: str, command: str, config: Path, pod: str, container: str,
-        out: Path) -> Command:
+        out: Path, extra: dict[str, str] | None = None) -> Command:
     env = measured_env(CNI_COMMAND=command, CNI_CONTAINERID=container,
                        CNI_NETNS=f"{NETNS_DIR}/{pod}", CNI_IFNAME="bond0", CNI_PATH=CNI_PATH,
-                       BONDCTL_STATE_ROOT=str(STATE_ROOT))
+                       BONDCTL_STATE_ROOT=str(STATE_ROOT), **(extra or {}))
     return Command([plugin], env, stdin=config, stdout=out)
 
 
@@ -128,13 +128,22 @@ FLOOR_ADD = ["link add bond0 type bond mode active-backup miimon 100",
 FLOOR_DEL = ["link set e0 nomaster", "link set e1 nomaster", "link del bond0"]
 
 
-def variants() -> list[tuple[str, str, str]]:
-    """(label, backend, plugin executable)."""
+AGENT_SOCKET = STATE_ROOT / "agent" / "agent.sock"
+DIRECT_DIST = "netlink (dist/bond, direct)"
+AGENT = "netlink (dist/bond → bondctl agent)"
+PIP = "netlink (.venv/bin/bond)"
+TRUE = "/bin/true (floor)"
+
+
+def variants() -> list[tuple[str, str, str, dict[str, str]]]:
+    """(label, backend, plugin executable, extra environment)."""
     venv_bond = str(bin_dir() / "bond")
-    out = [(f"{b} (.venv/bin/bond)", b, venv_bond) for b in BACKENDS]
+    out = [(f"{b} (.venv/bin/bond)", b, venv_bond, {}) for b in BACKENDS]
     artifact = ROOT / "dist" / "bond"
     if artifact.exists():
-        out.append(("netlink (dist/bond)", "netlink", str(artifact)))
+        out.append((DIRECT_DIST, "netlink", str(artifact), {"BONDCTL_AGENT_SOCKET": "off"}))
+        out.append((AGENT, "netlink", str(artifact),
+                    {"BONDCTL_AGENT_SOCKET": str(AGENT_SOCKET)}))
     return out
 
 
@@ -158,18 +167,19 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, A
     floor_del = Command(["ip", "-n", floor_pod, "-batch", str(del_batch)], stdout=out)
     commands: dict[str, tuple[Command, Command]] = {"ip -batch (floor)": (floor_add, floor_del)}
     checks.append(lambda: None)
-    for index, (label, backend, plugin) in enumerate(variants(), start=1):
+    for index, (label, backend, plugin, extra) in enumerate(variants(), start=1):
         pod = f"bl-{index}"
         pods.append(pod)
         netns_add(pod)
         veths_in(pod, [("e0", "p0"), ("e1", "p1")])
         config = plugin_config(scratch, f"lat{index}", backend, slaves, in_container=True,
                                subnet=index)
-        commands[label] = (cni(plugin, "ADD", config, pod, f"bench-lat{index}", out),
-                           cni(plugin, "DEL", config, pod, f"bench-lat{index}", out))
+        commands[label] = (cni(plugin, "ADD", config, pod, f"bench-lat{index}", out, extra),
+                           cni(plugin, "DEL", config, pod, f"bench-lat{index}", out, extra))
     pod_of = {label: pods[i] for i, label in enumerate(commands)}
     address_of = {label: ADDRESS.format(i) for i, label in enumerate(commands)}
     bare = Command([python(), "-I", "-S", "-c", "pass"], measured_env())
+    true = Command(["/bin/true"], measured_env())
 
     def add_del(label: str, verify: bool) -> Callable[[], float]:
         add, delete = commands[label]
@@ -190,18 +200,23 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, A
     add_times.clear()
     jobs = {label: add_del(label, False) for label in commands}
     jobs["python -I -S -c pass (floor)"] = bare.time
+    jobs[TRUE] = true.time
     del_times = round_robin(runs, jobs)
     floor_add_ms = summary(add_times["ip -batch (floor)"])["median_ms"]
     floor_del_ms = summary(del_times["ip -batch (floor)"])["median_ms"]
     bare_ms = summary(del_times.pop("python -I -S -c pass (floor)"))
-    results: dict[str, Any] = {"floor_python": bare_ms, "variants": {}}
+    true_ms = summary(del_times.pop(TRUE))
+    results: dict[str, Any] = {"floor_python": bare_ms, "floor_true": true_ms, "variants": {}}
     for label in commands:
         add_s, del_s = summary(add_times[label]), summary(del_times[label])
+        both = [a + d for a, d in zip(add_times[label], del_times[label], strict=True)]
+        pair = summary(both)
         results["variants"][label] = {
             "add": {**add_s, "x_ip_batch": ratio(add_s["median_ms"], floor_add_ms),
                     "x_python": ratio(add_s["median_ms"], bare_ms["median_ms"])},
             "del": {**del_s, "x_ip_batch": ratio(del_s["median_ms"], floor_del_ms),
                     "x_python": ratio(del_s["median_ms"], bare_ms["median_ms"])},
+            "add_del": {**pair, "x_python": ratio(pair["median_ms"], bare_ms["median_ms"])},
         }
 
     if trace.available():
@@ -358,8 +373,12 @@ def run(*, runs: int, parallel: int, parallel_rounds: int, bonds: int,
         in_uml = "User Mode Linux" in Path("/proc/cpuinfo").read_text(errors="replace")
         result: dict[str, Any] = {"kernel": platform.release(), "in_uml": in_uml,
                                   "python": sys.version.split()[0], "runs": runs}
-        log("kernel: ADD+DEL latency per backend")
-        result["latency"] = latency(runs, scratch, log)
+        log("kernel: ADD+DEL latency per backend, direct and through the agent")
+        from .agent import running
+
+        agent_env = measured_env(BONDCTL_STATE_ROOT=str(STATE_ROOT))
+        with running(AGENT_SOCKET, agent_env):
+            result["latency"] = latency(runs, scratch, log)
         log("kernel: parallel ADDs")
         result["parallel"] = parallel_adds(parallel, parallel_rounds, scratch, log)
         log("kernel: list and show with many bonds")

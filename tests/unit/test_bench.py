@@ -143,7 +143,11 @@ def test_short_native_run_writes_valid_json(tmp_path: Path) -> None:
     modules = {t["module"] for t in native["imports"]["add_path_top_self"]}
     assert any(m.startswith("bondctl.") for m in modules)
     assert native["imports"]["netlink_backend_alone_ms"]["median_ms"] > 0
-    assert {g["id"] for g in results["goals"]} == {"add_path", "netlink_import"}
+    assert {g["id"] for g in results["goals"]} == {"add_path", "add_path_cpu",
+                                                    "agent_first_netlink", "netlink_import"}
+    agent = commands[report.AGENT_ADD]  # the agent's request child really ran the ADD path
+    assert agent["n"] == runs and agent["median_ms"] < commands[report.ADD_PATH]["median_ms"]
+    assert "bondctl.cni.plugin" in native["imports"]["add_path_modules"]
     assert all(isinstance(g["met"], bool) for g in results["goals"])
     text = doc.read_text()
     assert "### Start-up, natively" in text and "### Goals" in text

@@ -1,0 +1,71 @@
+"""A `bondctl agent` for the benchmarks: started, waited for, stopped.
+
+With `stop_at_kernel`, each request child ends (exit 0) at its first netlink socket or process
+spawn, as bench/addpath.py ends the direct path: `dist/bond` timed against such an agent is
+"exec of bond to its first netlink request" in agent mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from .startup import ROOT, python
+
+HOOKED = """\
+import os, sys
+zygote = os.getpid()
+SPAWNS = {"subprocess.Popen", "os.posix_spawn", "os.exec", "os.system", "os.forkpty"}
+
+def first_kernel_call(event, args):
+    if os.getpid() != zygote and (
+            (event == "socket.__new__" and args[1] == 16) or event in SPAWNS):
+        os._exit(0)
+
+sys.addaudithook(first_kernel_call)
+from bondctl.cni.agent import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@contextlib.contextmanager
+def running(socket_path: Path, env: Mapping[str, str], *, stop_at_kernel: bool = False,
+            timeout: float = 300.0) -> Iterator[str]:
+    """An agent listening on `socket_path` (its log next to it) for the duration."""
+    socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log = socket_path.with_suffix(".log")
+    code = HOOKED if stop_at_kernel else "from bondctl.cni.agent import main; main()"
+    argv = [python(), "-c", code, "--socket", str(socket_path), "--log-level", "warning"]
+    if not stop_at_kernel:
+        argv = [python(), "-m", "bondctl.cni.agent", "--socket", str(socket_path),
+                "--log-level", "warning"]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, env=dict(env), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=out)
+    try:
+        end = time.monotonic() + timeout
+        while not _answers(str(socket_path)):
+            if proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"the bench agent did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield str(socket_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    from bondctl.cni.agent import probe
+
+    return probe(path) == ""
