@@ -36,9 +36,12 @@ def kernel_in_uml(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, 
         raise SystemExit(f"--uml: {why.reason}")
     with tempfile.TemporaryDirectory(prefix="bondctl-bench-uml-") as tmp:
         out = Path(tmp) / "kernel.json"
-        argv = [sys.executable, "-m", "bench", "--kernel-only", "--out", str(out)]
+        argv = [sys.executable, "-m", "bench", "--kernel-only", "--out", str(out),
+                "--parts", ",".join(args.parts)]
         if args.short:
             argv.append("--short")
+        if args.runs:
+            argv += ["--runs", str(args.runs)]
         os.chdir(ROOT)  # the guest starts in our cwd and runs `-m bench` from there
         log("booting User-Mode Linux for the kernel part")
         status = uml.run(argv, env={"PYTHONUNBUFFERED": "1"}, timeout=args.uml_timeout,
@@ -47,6 +50,24 @@ def kernel_in_uml(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, 
             raise SystemExit(f"the benchmark inside User-Mode Linux failed (status {status})")
         result: dict[str, Any] = json.loads(out.read_text())["kernel"]
         return result
+
+
+def kernel_parts() -> tuple[str, ...]:
+    return ("latency", "parallel", "many_bonds")
+
+
+def keep_earlier_parts(results: dict[str, Any], out: Path) -> None:
+    """Kernel parts this run left out come from the earlier results in `out`, marked with the
+    date they were measured (a part is always one boot's own figures)."""
+    kernel = results.get("kernel")
+    if not kernel or not out.exists():
+        return
+    earlier = json.loads(out.read_text())
+    for part in kernel_parts():
+        if part not in kernel and part in earlier.get("kernel", {}):
+            kernel[part] = earlier["kernel"][part]
+            kernel.setdefault("parts_from", {})[part] = earlier["kernel"].get(
+                "parts_from", {}).get(part, earlier.get("date"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path,
                         help="rewrite the marked section of this file with the tables")
     parser.add_argument("--uml-timeout", type=float, default=3600.0)
+    parser.add_argument("--parts", type=lambda v: v.split(","), default=list(kernel_parts()),
+                        help="kernel parts to run: latency,parallel,many_bonds (default all); "
+                        "the others are kept from the results already in --out, with their "
+                        "date")
+    parser.add_argument("--runs", type=int, help="rounds of the kernel part (default 20, or "
+                        "3 with --short)")
     parser.add_argument("--render", type=Path, metavar="RESULTS",
                         help="measure nothing: judge and print earlier results (JSON)")
     args = parser.parse_args(argv)
@@ -73,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown:
             report.rewrite_section(args.markdown, table)
         return 0
-    sizes = SHORT if args.short else FULL
+    sizes = dict(SHORT if args.short else FULL)
+    if args.runs:
+        sizes["runs"] = args.runs
     started = time.monotonic()
     results: dict[str, Any] = {"short": args.short, "sizes": sizes,
                                "date": time.strftime("%Y-%m-%d %H:%M %Z"),
@@ -91,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
 
             results["kernel"] = kernel.run(runs=sizes["runs"], parallel=sizes["parallel"],
                                            parallel_rounds=sizes["parallel_rounds"],
-                                           bonds=sizes["bonds"], log=log)
+                                           bonds=sizes["bonds"], log=log, parts=args.parts)
         else:
             results["kernel_skipped"] = "this kernel has no bonding driver: pass --uml"
             log("kernel part skipped: no bonding driver here (pass --uml)")
+    keep_earlier_parts(results, args.out)
     results["seconds"] = round(time.monotonic() - started, 1)
     results["goals"] = report.goals(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

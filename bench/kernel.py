@@ -363,7 +363,8 @@ def many_bonds(count: int, runs: int, scratch: Path,
 
 
 def run(*, runs: int, parallel: int, parallel_rounds: int, bonds: int,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print,
+        parts: Sequence[str] = ("latency", "parallel", "many_bonds")) -> dict[str, Any]:
     if not os.path.isdir("/sys/module/bonding") and subprocess.run(
             ["modprobe", "-q", "bonding"], capture_output=True, check=False).returncode:
         raise BenchError("this kernel has no bonding driver: run with --uml")
@@ -373,14 +374,17 @@ def run(*, runs: int, parallel: int, parallel_rounds: int, bonds: int,
         in_uml = "User Mode Linux" in Path("/proc/cpuinfo").read_text(errors="replace")
         result: dict[str, Any] = {"kernel": platform.release(), "in_uml": in_uml,
                                   "python": sys.version.split()[0], "runs": runs}
-        log("kernel: ADD+DEL latency per backend, direct and through the agent")
         from .agent import running
 
         agent_env = measured_env(BONDCTL_STATE_ROOT=str(STATE_ROOT))
-        with running(AGENT_SOCKET, agent_env):
-            result["latency"] = latency(runs, scratch, log)
-        log("kernel: parallel ADDs")
-        result["parallel"] = parallel_adds(parallel, parallel_rounds, scratch, log)
-        log("kernel: list and show with many bonds")
-        result["many_bonds"] = many_bonds(bonds, runs, scratch, log)
+        if "latency" in parts:
+            log("kernel: ADD+DEL latency per backend, direct and through the agent")
+            with running(AGENT_SOCKET, agent_env):
+                result["latency"] = latency(runs, scratch, log)
+        if "parallel" in parts:
+            log("kernel: parallel ADDs")
+            result["parallel"] = parallel_adds(parallel, parallel_rounds, scratch, log)
+        if "many_bonds" in parts:
+            log("kernel: list and show with many bonds")
+            result["many_bonds"] = many_bonds(bonds, runs, scratch, log)
     return result

@@ -182,9 +182,12 @@ def markdown(results: dict[str, Any]) -> str:
                 s = v["spawns_run_netns"]
                 add(f"\n{label} with a `/run/netns/NAME` path (podman's; `ip -n NAME` needs "
                     f"no nsenter): ADD {_programs(s['add'])}; DEL {_programs(s['del'])}.")
+        earlier = kernel.get("parts_from", {})
         par = kernel["parallel"]
+        when = f"; measured {earlier['parallel']} in an earlier boot" \
+            if "parallel" in earlier else ""
         add(f"\n### {par['parallel']} parallel ADDs ({par['backend']}, links from the host, "
-            f"{par['rounds']} round(s))\n")
+            f"{par['rounds']} round(s){when})\n")
         add("| | batch wall ms | per second | each: median | p95 | alone: median |")
         add("|---|---|---|---|---|---|")
         for what in ("add", "del"):
@@ -193,8 +196,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_ms(r['each']['median_ms'])} | {_ms(r['each']['p95_ms'])} | "
                 f"{_ms(r['alone']['median_ms'])} |")
         many = kernel["many_bonds"]
+        when = f"; measured {earlier['many_bonds']} in an earlier boot" \
+            if "many_bonds" in earlier else ""
         add(f"\n### Listing {many['bonds']} bonds (one dummy slave each; default backend "
-            f"{many['default_backend']})\n")
+            f"{many['default_backend']}{when})\n")
         add("| command | median ms | p90 | x ip -d -j link show |")
         add("|---|---|---|---|")
         for label, r in many["commands"].items():

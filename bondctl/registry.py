@@ -193,7 +193,10 @@ class Registry:
         for candidate in names:
             if not _builtin_allowed(candidate):
                 return None
-            cls = builtin(candidate)
+            try:
+                cls = builtin(candidate)
+            except ImportError:
+                return None  # a shadowed or broken tree: the full path says what is missing
             available = _available(cls)
             if available.ok:
                 return cls()

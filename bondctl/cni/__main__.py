@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
 from .versions import LATEST, SUPPORTED_VERSIONS
+
+TYPE_CHECKING = False  # typing costs milliseconds to import: VERSION never needs it
+if TYPE_CHECKING:
+    from typing import Any
 
 # Who runs this request: "agent" in a request child of `bondctl agent` (agent.py). The plugin's
 # log lines of an agent-served request say so: how an admin tells the two modes apart.
