@@ -59,6 +59,15 @@ class Worker:
         self.died_at = 0.0
 
 
+class Spare:
+    __slots__ = ("ctrl", "info", "pid")
+
+    def __init__(self, pid: int, ctrl: socket.socket, info: int) -> None:
+        self.pid = pid
+        self.ctrl = ctrl  # the zygote hands the accepted connection over this
+        self.info = info
+
+
 class Running:
     __slots__ = ("conn", "deadline", "info", "killed", "pid", "started")
 
@@ -127,6 +136,8 @@ class Agent:
         self.log = log or agent_log()
         self.workers = list(workers)
         self.running: dict[int, Running] = {}
+        self.spare: Spare | None = None
+        self.spares_gone: set[int] = set()
         self.stopping = False
         self.listener: socket.socket | None = None
         self._wake_r = self._wake_w = -1
@@ -190,7 +201,8 @@ class Agent:
                       f"{self.timeout:.0f} s)")
         for worker in self.workers:
             self._start_worker(worker)
-        while not (self.stopping and not self.running):
+        self.spare = self._fork_spare()
+        while not (self.stopping and not self.running and not self.spares_gone):
             selector.select(self._next_wait())
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._wake_r, 512):
@@ -200,6 +212,7 @@ class Agent:
             if self.stopping and self.listener is not None:
                 selector.unregister(self.listener)
                 self._close_listener()
+                self._drop_spare()
                 self.log.info(f"stopping: {len(self.running)} request(s) in flight")
             if self.listener is not None:
                 self._accept_all()
@@ -247,26 +260,55 @@ class Agent:
                                      "agent serves root only"))
             conn.close()
             return
+        spare = self.spare or self._fork_spare()
+        self.spare = None
+        # The spare takes the connection: it is this request's process now. If it died, its
+        # reaping answers the shim, which then goes direct.
+        with contextlib.suppress(OSError):
+            socket.send_fds(spare.ctrl, [b"R"], [conn.fileno()])
+        spare.ctrl.close()
+        self.running[spare.pid] = Running(spare.pid, conn, spare.info,
+                                          time.monotonic() + self.timeout)
+        if not self.stopping:
+            self.spare = self._fork_spare()  # off the next request's path
+
+    def _fork_spare(self) -> Spare:
+        """A request child forked ahead of its request: fork and what follows it in the child
+        (copied pages, Python's after-fork work) are not on any request's path."""
         info_r, info_w = os.pipe2(os.O_CLOEXEC)
+        ctrl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         sys.stdout.flush()
         sys.stderr.flush()
         zygote = os.getpid()
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the child, which never returns
             os.close(info_r)
+            ctrl.close()
             status = 70
             try:
                 # An agent SIGKILLed takes its requests along, as a runtime killing the direct
                 # path's process would: each shim reports a CNI error and DEL cleans up.
                 die_with(zygote, signal.SIGKILL)
-                status = self._child(conn, info_w)
+                self._become_child()
+                _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+                theirs.close()
+                status = self._child(socket.socket(fileno=fds[0]), info_w) if fds else 0
             except BaseException as exc:  # anything here must end the child
                 with contextlib.suppress(BaseException):
                     self.log.error(f"request child: {type(exc).__name__}: {exc}")
             finally:
                 os._exit(status)
         os.close(info_w)
-        self.running[child] = Running(child, conn, info_r, time.monotonic() + self.timeout)
+        theirs.close()
+        return Spare(child, ctrl, info_r)
+
+    def _drop_spare(self) -> None:
+        """The spare gets EOF instead of a connection and exits."""
+        if self.spare is not None:
+            self.spare.ctrl.close()
+            os.close(self.spare.info)
+            self.spares_gone.add(self.spare.pid)
+            self.spare = None
 
     def _reap(self) -> None:
         while True:
@@ -279,6 +321,17 @@ class Agent:
             request = self.running.pop(pid, None)
             if request is not None:
                 self._finish(request, status)
+                continue
+            if self.spare is not None and pid == self.spare.pid:  # died waiting: replace it
+                self.log.error(f"spare request child {describe(status, False)}")
+                dead, self.spare = self.spare, None
+                dead.ctrl.close()
+                os.close(dead.info)
+                if not self.stopping:
+                    self.spare = self._fork_spare()
+                continue
+            if pid in self.spares_gone:
+                self.spares_gone.discard(pid)
                 continue
             for worker in self.workers:
                 if worker.pid == pid:
@@ -300,7 +353,8 @@ class Agent:
             self.log.error(line)
         else:
             self.log.info(line)
-        # Logged first: once the shim has its answer, the line is there to be read.
+        # A child that answered the shim itself (run_request) is past caring: this second
+        # answer then fails or goes unread. One that died first gets it as its only answer.
         with contextlib.suppress(OSError):
             request.conn.setblocking(False)  # a client that stopped reading cannot stall us
             request.conn.send(wire.reply(wire.FINISHED, status))
@@ -373,9 +427,12 @@ class Agent:
             other.conn.close()
             with contextlib.suppress(OSError):
                 os.close(other.info)
+        if self.spare is not None:  # another spare's: not ours
+            self.spare.ctrl.close()
+            with contextlib.suppress(OSError):
+                os.close(self.spare.info)
 
     def _child(self, conn: socket.socket, info: int) -> int:
-        self._become_child()
         conn.settimeout(READ_TIMEOUT)
         try:
             request = wire.read_request(conn)
@@ -409,7 +466,6 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         os.dup2(fd, target)
         os.close(fd)
-    conn.close()  # the zygote answers the shim; our fds are the caller's now
     sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
@@ -433,7 +489,16 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
+            sys.stderr.flush()
         atexit._run_exitfuncs()
+    # Answer before this process is torn down: the caller's stdio closed first (the runtime
+    # reads stdout to EOF), then the status. Past this point nothing is left to do; if we die
+    # before it, the zygote answers with how we died.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    with contextlib.suppress(OSError):
+        conn.sendall(wire.reply(wire.FINISHED, (status & 0xFF) << 8))  # a wait status
     return status
 
 

@@ -30,8 +30,9 @@
 #define DEFAULT_SOCKET "/run/bondctl/agent.sock"
 #define PROTOCOL 1
 #define NETNS_FD 0x1
-#define ACCEPT_WAIT_MS 10000 /* the agent answers within milliseconds; a wedged one must not
-                                hang the runtime */
+#define ACCEPT_WAIT_MS 60000 /* the agent answers within milliseconds, or seconds when a burst
+                                of pods queues up behind its forks; a wedged one must not hang
+                                the runtime for ever */
 
 extern char **environ;
 
@@ -207,7 +208,7 @@ int main(int argc, char **argv) {
     struct reply r = {0, 0};
     int got = send_request(sock) == 0 ? read_reply(sock, &r, ACCEPT_WAIT_MS) : -1;
     if (got == -2) /* it may still take the request: going direct could run it twice */
-        return lost("the node agent did not answer within 10 s");
+        return lost("the node agent did not answer within 60 s");
     if (got != 0 || r.kind != 'A') {
         close(sock);
         return direct(argc, argv); /* nothing ran: the same request, the direct way */

@@ -84,12 +84,18 @@ class AgentProcess:
             return self.proc.wait()
 
 
-def served(agent: AgentProcess, offset: int, variables: dict[str, str]) -> bool:
-    """Whether the agent logged this request after `offset`: its line is written before the
-    shim is answered, so it is there once the shim has exited."""
+def served(agent: AgentProcess, offset: int, variables: dict[str, str],
+           wait: float = 30.0) -> bool:
+    """Whether the agent logged this request after `offset`. The request's child answers the
+    shim itself, before it exits; the agent logs when it reaps the child, a moment later."""
     what = (f"{variables.get('CNI_COMMAND') or '-'} {variables.get('CNI_CONTAINERID') or '-'}/"
             f"{variables.get('CNI_IFNAME') or '-'}: ")
-    return what in agent.text(offset)
+    end = time.monotonic() + wait
+    while what not in agent.text(offset):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 @dataclass
@@ -122,6 +128,9 @@ class Env:
     ipam_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     agent: AgentProcess | None = None  # agent mode: calls go through the shim to it
+    # Calls go through the shim to this socket, whoever serves them (the agent, or the direct
+    # path when it is down): for tests that stop and kill agents.
+    via_shim: str | None = None
 
     def conf(self, links: list[str], *, ipam: bool = False, version: str = "1.0.0",
              **keys: Any) -> dict[str, Any]:
@@ -151,7 +160,10 @@ class Env:
             del variables["CNI_NETNS"]
         stdin = conf if isinstance(conf, bytes | str) else json.dumps(conf)
         argv, offset = PLUGIN, 0
-        if self.agent is not None:
+        if self.via_shim is not None:
+            argv = [str(SHIM)]
+            variables["BONDCTL_AGENT_SOCKET"] = self.via_shim
+        elif self.agent is not None:
             argv, offset = [str(SHIM)], self.agent.size()
             variables["BONDCTL_AGENT_SOCKET"] = self.agent.socket
         proc = self.host.run(*argv, input=stdin if isinstance(stdin, str) else

@@ -20,7 +20,7 @@ import pytest
 
 from bondctl.cni import wire
 from bondctl.cni.agent import child_env
-from tests.kernel.test_cni_support import SHIM, AgentProcess
+from tests.kernel.test_cni_support import SHIM, AgentProcess, served
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the agent serves root only")
 CONF = {"cniVersion": "1.0.0", "name": "n", "type": "bond", "mode": "active-backup",
@@ -109,7 +109,7 @@ def test_agent_answers_exactly_as_the_direct_path(agent: AgentProcess, env: dict
     assert (via_agent.returncode, via_agent.stdout) == (by_itself.returncode,
                                                         by_itself.stdout), via_agent.stderr
     assert via_agent.stdout.startswith(b"{")
-    assert f"{env['CNI_COMMAND']} " in agent.text(offset)  # the agent served it
+    assert served(agent, offset, env)  # the agent served it
 
 
 def test_without_an_agent_the_shim_takes_the_direct_path(tmp_path: Path) -> None:
@@ -263,8 +263,8 @@ def test_sigterm_finishes_requests_in_flight_then_exits(tmp_path: Path) -> None:
     slow = subprocess.Popen([str(SHIM)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env={"CNI_COMMAND": "VERSION", "BONDCTL_AGENT_SOCKET": agent.socket})
     end = time.monotonic() + 30
-    while not _children(agent.proc.pid) and time.monotonic() < end:
-        time.sleep(0.02)  # the request's child exists: it is in flight (waiting for stdin)
+    while len(_children(agent.proc.pid)) < 2 and time.monotonic() < end:
+        time.sleep(0.02)  # the request's child and the next spare: in flight (waits for stdin)
     agent.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert agent.proc.poll() is None, "the agent left a request in flight"
