@@ -430,3 +430,14 @@ def test_near_miss_key_is_refused_before_any_change(cni, make_links):
     assert call.out["msg"] == "miimom: unknown key; did you mean 'miimon'?"
     cni.ok("DEL", conf)
     cni.assert_nothing_left(before)
+
+
+def test_duplicate_keys_that_differ_in_case_last_one_wins_as_in_go(cni, make_links):
+    """bond-cni (Go's decoder) takes the last of "mode" and "Mode": the same config must
+    build the same bond with either plugin."""
+    links = host_links(cni, make_links)
+    conf = json.dumps(cni.conf(links))[:-1] + ', "Mode": "balance-xor", "MIIMON": "200"}'
+    cni.ok("ADD", conf)
+    data = cni.bond()["linkinfo"]["info_data"]
+    assert (data["mode"], data["miimon"]) == ("balance-xor", 200)
+    cni.ok("DEL", conf)
