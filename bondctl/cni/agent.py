@@ -98,6 +98,29 @@ def warm() -> None:
 _libc: list[object] = []  # ctypes' handle on libc, opened once in the zygote
 
 
+_REHEARSAL = (b'{"cniVersion": "1.0.0", "name": "rehearsal", "type": "bond", "mode": '
+              b'"active-backup", "miimon": "100", "links": [{"name": "eth0"}, {"name": "eth1"}],'
+              b' "ipam": {"type": "static", "addresses": [{"address": "192.0.2.2/24"}]}}')
+
+
+def rehearse() -> None:
+    """In a spare, before its request: parse and validate a typical ADD, touching nothing
+    outside this process. A forked child copies each page it first writes to (reference counts
+    of every object the path uses); doing it here takes most of those copies off the request's
+    path (in User-Mode Linux, where a page fault is dear, they are most of a request's cost)."""
+    from .config import bond_spec, parse_config
+    from .env import read_env
+    from .result import render
+
+    with contextlib.suppress(Exception):
+        conf = parse_config(_REHEARSAL)
+        bond_spec(conf, "bond0")
+        read_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "rehearsal", "CNI_NETNS": "/x",
+                  "CNI_IFNAME": "bond0", "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": "A=1"})
+        render({"cniVersion": "1.0.0", "interfaces": [], "ips": [], "routes": [],
+                "dns": {}}, "1.0.0")
+
+
 def die_with(parent: int, sig: int) -> None:
     """Have the kernel send `sig` to this (forked) process when `parent` dies."""
     if not _libc:
@@ -290,6 +313,7 @@ class Agent:
                 # path's process would: each shim reports a CNI error and DEL cleans up.
                 die_with(zygote, signal.SIGKILL)
                 self._become_child()
+                rehearse()
                 _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
                 theirs.close()
                 status = self._child(socket.socket(fileno=fds[0]), info_w) if fds else 0

@@ -1,5 +1,7 @@
+# ruff: noqa: F811  (fixtures imported from test_artifact and podman_env)
 """The node agent where it matters, with real bonds: killed in the middle of an ADD, 32 ADDs
-at once through one agent, and restarted while pods come and go. (The whole CNI suite also
+at once through one agent, restarted while pods come and go, and podman driving the installed
+native `bond` through it. (The whole CNI suite also
 runs through the agent: tests/kernel/test_cni_support.py; the protocol and hostile clients are
 in tests/unit/test_agent.py.) Each test has an agent of its own, since it kills or restarts it.
 """
@@ -18,9 +20,16 @@ from typing import Any
 
 import pytest
 
-from tests.harness.netns import NetnsPool
+from tests.harness.netns import Netns, NetnsPool
+from tests.kernel import podman_env
+from tests.kernel.podman_env import PodmanEnv, host_veths
+from tests.kernel.test_artifact import artifact, host_link, installed, section  # noqa: F401
 from tests.kernel.test_cni_support import STATE_ROOT, AgentProcess, Env, host_links
 from tests.reliability.nothing_left import LinkView, assert_nothing_left
+
+busybox_rootfs = podman_env.busybox_rootfs
+cni_bin_dir = podman_env.cni_bin_dir
+make_podman_env = podman_env.make_podman_env
 
 SLOW_IPAM = """#!/bin/sh
 # host-local, except that ADD first says it started and then hangs: a request in flight.
@@ -164,3 +173,44 @@ def test_agent_restarted_while_pods_come_and_go(world, make_links, agent):
         "no call took the direct path while the agent was down"
     assert_nothing_left(world, before)
     assert LinkView(world.pod).bonds() == []
+
+
+@pytest.mark.uml_weight(15)  # podman, an agent start: ~60 s in UML
+def test_podman_through_the_agent(installed: Path, make_podman_env: Any, peer_netns: Netns):
+    """A real runtime on the installed native `bond`: VERSION, ADD and DEL all served by the
+    agent (its log), the plugin's logFile lines marked (agent), the host links back after."""
+    tag = secrets.token_hex(3)
+    links = [f"ba{tag}a", f"ba{tag}b"]
+    host_veths(peer_netns, links)
+    podman: PodmanEnv = make_podman_env(installed)
+    directory = Path(f"/run/bondctl-agent-test-{tag}")
+    # podman hands its environment to plugins, but a request's BONDCTL_* are not the agent's
+    # to take: where logFile may go is the agent's own setting.
+    agent = AgentProcess(directory, {"BONDCTL_LOG_DIR": str(podman.log_dir)}).start()
+    podman.env["BONDCTL_AGENT_SOCKET"] = agent.socket
+    net = f"bondag{tag}"
+    podman.add_network({
+        "cniVersion": "1.0.0", "name": net,
+        "plugins": [{"type": "bond", "mode": "active-backup", "miimon": "100",
+                     "links": [{"name": name} for name in links],
+                     "ipam": {"type": "host-local", "subnet": "10.231.9.0/24",
+                              "dataDir": str(podman.ipam_dir)},
+                     "logFile": str(podman.log_dir / "bond.log"), "logLevel": "info"}],
+    })
+    try:
+        addr = podman.run(net, "/bin/ip", "addr", ifname="bond0")
+    finally:
+        agent.stop()
+        served = agent.text()
+        shutil.rmtree(directory, ignore_errors=True)
+    bond0 = section(addr, "bond0")
+    assert bond0 is not None and "inet 10.231.9." in bond0, addr
+    for name in links:
+        slave = section(addr, name)
+        assert slave is not None and "master bond0" in slave.splitlines()[0], addr
+        assert "master" not in host_link(name), "DEL gave the link back"
+    for command in ("VERSION", "ADD", "DEL"):
+        assert any(f" {command} " in line and ": ok in " in line
+                   for line in served.splitlines()), served
+    log = (podman.log_dir / "bond.log").read_text()
+    assert "/bond0 (agent) info:" in log and " DEL " in log, log
