@@ -67,10 +67,11 @@ def _lacp(row: PodBond) -> str:
 
 
 def pods_table(rows: Sequence[PodBond]) -> Table:
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    from bondctl.cli.render import FitTable
+
+    table = FitTable(box=None, pad_edge=False, header_style="bold")
     columns = ["POD", "NETWORK", "IF", "MODE", "HEALTH", "ACTIVE", "SLAVES", "802.3AD",
                "NETNS", "REASON"]
     if any(row.failovers is not None for row in rows):

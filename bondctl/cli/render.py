@@ -4,6 +4,7 @@ also in words (colour is off on a pipe or with NO_COLOR)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -23,6 +24,35 @@ from bondctl.cli.views import (
 from bondctl.options import AB, LACP, MODES
 
 OK, WARN, BAD, DIM = "green", "yellow", "bold red", "dim"
+
+
+class FitTable(Table):
+    """A table whose column names are never cut: "SLAVES UP" never turns into "SLA…".
+
+    Cells fold onto more lines while the table fits; on a terminal too narrow for it, each
+    row is shown as NAME: value lines instead of a table cropped at the edge."""
+
+    def add_column(self, header: RenderableType = "", *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("min_width", len(str(header)))
+        kwargs.update(no_wrap=False, overflow="fold")
+        super().add_column(header, *args, **kwargs)  # type: ignore[arg-type]
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        names = [str(column.header) for column in self.columns]
+        fits = self.__rich_measure__(console, options).minimum <= options.max_width
+        if fits or not self.show_header:
+            yield from super().__rich_console__(console, options)
+            return
+        for row in range(self.row_count):
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True, style="bold")
+            grid.add_column(overflow="fold")
+            for name, column in zip(names, self.columns, strict=True):
+                if name:
+                    grid.add_row(f"{name}:", list(column.cells)[row])
+            yield grid
+            if row < self.row_count - 1:
+                yield ""
 _STATE_STYLE = {"up": OK, "degraded": WARN, "down": WARN, "no-carrier": BAD}
 
 
@@ -39,7 +69,7 @@ def _ns(view: BondView) -> str:
 # Every cell that can carry a name or a kernel message is a Text: a str cell would be parsed
 # as rich markup, and "[...]" is a legal part of an interface name or an error.
 def bond_table(views: Sequence[BondView]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = FitTable(box=None, pad_edge=False, header_style="bold")
     for column in ("NAME", "MODE", "STATE", "ACTIVE", "SLAVES UP", "MTU", "NETNS"):
         table.add_column(column, no_wrap=True)
     for view in views:
@@ -73,7 +103,7 @@ def header(view: BondView) -> Text:
 
 
 def options_table(view: BondView, *, show_all: bool) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
+    table = FitTable(box=None, pad_edge=False, header_style="bold", title_justify="left")
     table.add_column("OPTION", no_wrap=True)
     table.add_column("VALUE", no_wrap=True)
     table.add_column("", no_wrap=True)
@@ -97,7 +127,7 @@ def _speed(slave: SlaveView) -> str:
 
 def slaves_table(view: BondView) -> Table:
     lacp = view.mode == MODES[LACP]
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = FitTable(box=None, pad_edge=False, header_style="bold")
     columns = ["SLAVE", "STATE", "MII", "FAILURES", "PERM MAC", "SPEED", "DUPLEX", "QUEUE"]
     if lacp:
         columns.append("AGGREGATOR")
@@ -127,7 +157,7 @@ def slaves_table(view: BondView) -> Table:
 
 def ad_table(view: BondView) -> Table:
     info = view.ad_info or {}
-    table = Table(box=None, pad_edge=False, show_header=False)
+    table = FitTable(box=None, pad_edge=False, show_header=False)
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True)
     for key in ("aggregator", "num_ports", "actor_key", "partner_key", "partner_mac"):
@@ -155,7 +185,7 @@ def bond_detail(view: BondView, *, show_all: bool = False) -> Group:
 
 
 def backends_table(views: Sequence[BackendView], errors: Sequence[str]) -> Group:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = FitTable(box=None, pad_edge=False, header_style="bold")
     table.add_column("BACKEND", no_wrap=True)
     table.add_column("AVAILABLE", no_wrap=True)
     table.add_column("OPTIONS", no_wrap=True, justify="right")
@@ -179,7 +209,7 @@ _CHECK_STYLE = {"ok": OK, "warn": WARN, "fail": BAD}
 
 
 def doctor_table(checks: Sequence[Check]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = FitTable(box=None, pad_edge=False, header_style="bold")
     table.add_column("CHECK", no_wrap=True)
     table.add_column("", no_wrap=True)
     table.add_column("DETAIL")
@@ -191,7 +221,7 @@ def doctor_table(checks: Sequence[Check]) -> Table:
 
 
 def check_table(rows: Sequence[OptionCheck]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = FitTable(box=None, pad_edge=False, header_style="bold")
     for column in ("BOND", "SETTING", "WANT", "HAVE", "RESULT"):
         table.add_column(column, no_wrap=True)
     for row in rows:

@@ -502,3 +502,25 @@ def test_cni_install_refuses_a_missing_artifact_in_one_line(tmp_path):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("width", [30, 60, 100])
+def test_narrow_terminals_never_cut_column_names(width):
+    """The first-contact report: "SLAVES UP" came out as "SLA…" in a narrow terminal."""
+    from rich.console import Console
+
+    from bondctl.cli.render import bond_table, slaves_table
+
+    view = bond_view(ab_bond(eth1_mii="down"), {"eth0": (10000, "full"), "eth1": (None, None)})
+    console = Console(record=True, width=width, file=open(os.devnull, "w"),  # noqa: SIM115
+                      color_system=None, force_terminal=False)
+    console.print(bond_table([view]))
+    console.print(slaves_table(view))
+    text = console.export_text(styles=False)
+    assert "…" not in text
+    assert max(map(len, text.splitlines())) <= width, text  # nothing cropped at the edge
+    for header in ("NAME", "MODE", "STATE", "ACTIVE", "SLAVES UP", "MTU", "NETNS", "SLAVE",
+                   "MII", "FAILURES", "PERM MAC", "SPEED", "DUPLEX", "QUEUE"):
+        assert header in text, (header, text)
+    for value in ("active-backup", "(current)", "02:00:00:00:00:02"):
+        assert value in text.replace("\n", "").replace(" ", "") or value in text, text
