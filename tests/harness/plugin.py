@@ -198,7 +198,7 @@ class KernelSuite:
                 pytest_options=inner_options(self.config),
                 nodeids=[n for n in nodeids if self.owner.get(n) == index],
                 env=inner_env(),
-                timeout=float(os.environ.get(TIMEOUT_ENV, "3000")),
+                timeout=float(os.environ.get(TIMEOUT_ENV, "4800")),
             ))
         for uml in self.umls:
             uml.start()
