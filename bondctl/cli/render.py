@@ -12,15 +12,14 @@ from rich.text import Text
 
 from bondctl.cli.flags import render_value
 from bondctl.cli.views import (
-    NO_PARTNER,
     BackendView,
     BondView,
     Check,
     OptionCheck,
     PlanView,
-    Problem,
     SlaveView,
 )
+from bondctl.health import NO_PARTNER, Problem
 from bondctl.options import AB, LACP, MODES
 
 OK, WARN, BAD, DIM = "green", "yellow", "bold red", "dim"

@@ -18,8 +18,8 @@ from typing import Any
 
 from bondctl import rtnl
 from bondctl.backends.netlink import BOND_KIND, to_bond  # type: ignore[import-not-found]
-from bondctl.cli.views import NO_PARTNER, health
 from bondctl.errors import ValidationError
+from bondctl.health import NO_PARTNER, health
 from bondctl.model import BondState
 from bondctl.netns import Netns
 from bondctl.options import AB, mode_number

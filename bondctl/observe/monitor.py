@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bondctl import rtnl
-from bondctl.cli.views import NO_PARTNER
+from bondctl.health import NO_PARTNER
 from bondctl.model import BondState
 from bondctl.options import LACP, mode_number
 

@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 from bondctl.backend import Availability, Backend, StepError
 from bondctl.cli.app import app
 from bondctl.cli.session import Session
-from bondctl.cli.views import bond_view, health
+from bondctl.cli.views import bond_view
 from bondctl.cli.watch import Tracker, compare, screen, sparkline
 from bondctl.errors import BusyError, KernelError, NotFoundError
+from bondctl.health import health
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.netns import Netns
 from bondctl.options import OPTIONS
