@@ -5,7 +5,7 @@ all 32 ADDs launched together, then all 32 DELs together; then 8 pods fight over
 links at once: exactly one wins, every other gets a clean "try again" (11) or "in use" (101),
 the losers' DELs leave the winner alone, and the winner's DEL leaves nothing. Every plugin is a
 real subprocess (Env.call, run from one thread each so they overlap) with real host-local IPAM.
-All rounds share one world. BONDCTL_RELIABILITY_ROUNDS sets the number of rounds (default 10).
+All rounds share one world. BONDCTL_RELIABILITY_ROUNDS sets the number of rounds (default 6).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.kernel.test_cni_support import STATE_ROOT, Call, Env
 from tests.reliability.nothing_left import LinkView, assert_nothing_left
 
 CATEGORY = "concurrency"
-ROUNDS = int(os.environ.get("BONDCTL_RELIABILITY_ROUNDS", "10"))
+ROUNDS = int(os.environ.get("BONDCTL_RELIABILITY_ROUNDS", "6"))
 pytestmark = pytest.mark.uml_weight(20)  # a round is ~90 s in UML, a typical test ~4 s
 PAIRS = 32
 FIGHTERS = 8
