@@ -35,6 +35,11 @@ def test_short_kernel_run(tmp_path: Path) -> None:
         assert v["spawns"]["del"]["programs"].get("static") == 1
     netlink = variants["netlink (.venv/bin/bond)"]["spawns"]
     assert netlink["add"]["processes"] == 1 and netlink["del"]["processes"] == 1
+    # dist/bond both ways, read back like every variant: direct, and through a bench agent
+    for label in (report.DIRECT_DIST, report.AGENT):
+        pair = variants[label]["add_del"]
+        assert pair["n"] == runs and pair["x_python"] is not None, label
+    assert kernel["latency"]["floor_true"]["n"] == runs
     iproute2 = variants["iproute2 (.venv/bin/bond)"]
     assert 1 <= report.ip_runs(iproute2["spawns"]["add"]) <= 2
     assert 1 <= report.ip_runs(iproute2["spawns_run_netns"]["add"]) <= 2
