@@ -250,7 +250,7 @@ def test_options_without_effect_in_the_mode_are_set_and_warned_about(netns, make
     kernel keeps such an option, so it is set, but never in silence."""
     eth0, eth1 = make_links(netns, 2)
     done = bondctl("--netns", netns.name, "create", "bond0", "--mode", "active-backup",
-                   "--min-links", "1", "--xmit-hash-policy", "layer3+4", eth0)
+                   "--min-links", "1", "--xmit-hash-policy", "layer3+4", "-s", eth0)
     assert "min_links has no effect in mode active-backup" in done.stderr
     assert "xmit_hash_policy has no effect in mode active-backup" in done.stderr
     data = info_data(netns, "bond0")
