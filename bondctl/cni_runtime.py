@@ -34,9 +34,10 @@ from typing import Any
 from . import __version__
 from .cni_install import ARTIFACT_NAME, LAUNCHER_MARKER, MANIFEST_NAME, InstallError, tree_digest
 
-# typer and rich (cli), prometheus_client (observe): the plugin never needs them.
-EXCLUDED = frozenset({"cli", "observe", "native", "__pycache__"})
-BUNDLED = ("pluggy", "sh")
+# typer and rich (cli): neither the plugin nor the agent needs them. prometheus_client goes
+# along for the agent's monitor (bondctl.observe), which alone imports it.
+EXCLUDED = frozenset({"cli", "native", "__pycache__"})
+BUNDLED = ("pluggy", "sh", "prometheus_client")
 SHEBANG_MAX = 127  # what every Linux kernel reads of a #! line
 
 LAUNCHER = '''#!{python} -ISB

@@ -19,8 +19,8 @@ python() {
 }
 
 case "${1:-}" in
-agent) exec "$runtime/lib/ld.so" --library-path "$runtime/lib" "$runtime/bin/python" \
-    -I -S -B -m bondctl.cni.agent ;;
+agent) shift; exec "$runtime/lib/ld.so" --library-path "$runtime/lib" "$runtime/bin/python" \
+    -I -S -B -m bondctl.cni.agent "$@" ;;
 probe) exec "$runtime/lib/ld.so" --library-path "$runtime/lib" "$runtime/bin/python" \
     -I -S -B -m bondctl.cni.agent --probe ;;
 esac

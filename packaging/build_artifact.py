@@ -53,10 +53,11 @@ LAUNCHER_SOURCE = REPO / "bondctl" / "native" / "launcher.c"
 SHIM_SOURCE = REPO / "bondctl" / "native" / "shim.c"  # includes launcher.c: the direct path
 STAMP_NAME = ".bond-build-stamp"
 ARTIFACT_NAME = "bondctl-bond"
-# bondctl.cli pulls typer and rich, bondctl.observe prometheus_client: the plugin never
-# needs them.
-EXCLUDED_PACKAGES = frozenset({"bondctl.cli", "bondctl.observe", "bondctl.native"})
-BUNDLED_DISTS = ("pluggy", "sh")
+# bondctl.cli pulls typer and rich: neither the plugin nor the agent needs them. The agent's
+# monitor (bondctl.observe) serves metrics with prometheus_client (pure Python, ~0.3 MB),
+# imported only by the monitor's own process, never on the plugin's path.
+EXCLUDED_PACKAGES = frozenset({"bondctl.cli", "bondctl.native"})
+BUNDLED_DISTS = ("pluggy", "sh", "prometheus_client")
 # Stdlib parts a CNI plugin never imports; everything else stays, since lazily imported
 # modules (traceback on an error path, for one) are hard to enumerate and cheap to carry.
 STDLIB_EXCLUDED_DIRS = frozenset({

@@ -461,12 +461,20 @@ def agent(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     probe: Annotated[bool, typer.Option("--probe", help="Exit 0 if an agent answers on the "
                                         "socket, 1 if not.")] = False,
+    metrics_address: Annotated[str | None, typer.Option(
+        "--metrics-address", metavar="HOST:PORT", help="Serve Prometheus metrics of every "
+        "pod's bond here and log failover events (docs/observability.md); default off.")] = None,
+    state_dir: Annotated[str, typer.Option(
+        "--state-dir", metavar="DIR", help="The CNI state dir the monitor reads.")
+    ] = "/var/lib/cni/bond",
 ) -> None:
     """Serve the bond CNI plugin's requests from one resident process (docs/deploy.md)."""
     from bondctl.cni.agent import main as agent_main
 
-    argv = ["--socket", socket_path, "--timeout", str(timeout), "--log-level", log_level]
+    argv = ["--socket", socket_path, "--timeout", str(timeout), "--log-level", log_level,
+            "--state-dir", state_dir]
     argv += ["--log-file", log_file] if log_file else []
+    argv += ["--metrics-address", metrics_address] if metrics_address else []
     argv += ["--probe"] if probe else []
     raise typer.Exit(agent_main(argv))
 

@@ -41,6 +41,7 @@ WORKER_RESTART_DELAY = 1.0
 # the direct path with them). Where state and logs may go (BONDCTL_STATE_ROOT,
 # BONDCTL_LOG_DIR) and which backends may load are the node admin's, from the agent's own
 # environment: never a request's.
+DEFAULT_STATE_DIR = "/var/lib/cni/bond"  # the plugin's default stateDir (cni/config.py)
 REQUEST_ALLOWED = frozenset({"BONDCTL_FAULT", "BONDCTL_FAULT_KILL"})
 AGENT_ONLY = frozenset({SOCKET_ENV})
 _SO_PEERCRED = struct.Struct("3i")
@@ -568,6 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", choices=sorted(LEVELS))
     parser.add_argument("--probe", action="store_true", help="exit 0 if an agent answers on "
                         "the socket, 1 if not (a liveness probe)")
+    parser.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus "
+                        "metrics of every pod's bond here and log failover events "
+                        "(docs/observability.md); default: off")
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                        help=f"the CNI state dir the monitor reads (default {DEFAULT_STATE_DIR})")
     args = parser.parse_args(argv)
     if args.probe:
         why = probe(args.socket)
@@ -580,9 +586,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.timeout <= 0:
         print("bondctl agent: --timeout must be above 0", file=sys.stderr)
         return 2
+    workers = [monitor_worker(args.metrics_address, args.state_dir)] \
+        if args.metrics_address else []
     agent = Agent(args.socket, timeout=args.timeout,
-                  log=agent_log(args.log_file, args.log_level))
+                  log=agent_log(args.log_file, args.log_level), workers=workers)
     return agent.serve()
+
+
+def monitor_worker(address: str, state_dir: str) -> Worker:
+    """The pods' bond monitor (bondctl.observe) as a worker: a process of its own, never the
+    zygote, which forks request children and must stay single-threaded."""
+
+    def target() -> None:
+        import signal
+        import threading
+
+        from bondctl.observe.monitor import run
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        run(address, state_dir, stop)  # events: one JSON line each on stdout (the pod log)
+
+    return Worker("monitor", target)
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def test_daemonset_runs_the_agent_with_what_it_needs() -> None:
     netns = [m for m in agent["volumeMounts"] if m["mountPath"].endswith("/netns")]
     assert all(m.get("mountPropagation") == "HostToContainer" for m in netns), \
         "namespaces bind-mounted after the agent started must show up in it"
-    env = {e["name"]: e["value"] for e in agent["env"]}
+    env = {e["name"]: e.get("value") for e in agent["env"]}
     assert env["BONDCTL_STATE_ROOT"] == "/var/lib/cni" and "BONDCTL_LOG_DIR" in env
     assert pod["hostPID"] is True
     assert pod["terminationGracePeriodSeconds"] >= 30
@@ -244,3 +244,13 @@ def test_entrypoint_is_valid_posix_shell_and_runs_our_installer() -> None:
     assert text.startswith("#!/bin/sh\n")
     assert "-m bondctl.cni_install" in text
     assert "${BOND_ARTIFACT:-/opt/bond/bond}" in text
+
+
+def test_the_agent_serves_metrics_on_the_node_address() -> None:
+    """hostNetwork: the monitor must listen where Prometheus scrapes, the node's address, on
+    the port the PodMonitor names."""
+    agent = containers()["agent"]
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+    (port,) = [p["containerPort"] for p in agent["ports"] if p["name"] == "metrics"]
+    assert agent["args"] == ["--metrics-address", f"$(NODE_IP):{port}"]
