@@ -90,6 +90,20 @@ def availability() -> Availability:
     return Availability(True, f"{path}, kernel {version} with bonding")
 
 
+def require(why: str) -> Availability:
+    """User-Mode Linux for a host whose kernel cannot make bonds (`why`), or the error that
+    says what to install: the demo and the sandbox fall back to it alike."""
+    from bondctl.errors import BackendUnavailableError
+
+    found = availability()
+    if not found.ok:
+        raise BackendUnavailableError(
+            f"this kernel cannot make bonds ({why}), and User-Mode Linux is not usable "
+            f"({found.reason}); load the bonding module, or apt-get install "
+            "user-mode-linux kmod")
+    return found
+
+
 def in_guest() -> bool:
     if os.environ.get(GUEST_ENV) == "1":
         return True

@@ -46,12 +46,7 @@ def run(session: Session, *, here: bool, force_uml: bool, pace: float) -> None:
             return
     else:
         why = "--uml asked for it"
-    fallback = uml.availability()
-    if not fallback.ok:
-        raise BackendUnavailableError(
-            f"this kernel cannot make bonds ({why}), and User-Mode Linux is not usable "
-            f"({fallback.reason}); load the bonding module, or apt-get install "
-            "user-mode-linux kmod")
+    fallback = uml.require(why)
     out.print(f"[bold]This kernel cannot make bonds[/] ({why}).", highlight=False)
     out.print(f"Running the demo inside User-Mode Linux instead ({fallback.reason}); booting "
               "takes a few seconds…\n", highlight=False)

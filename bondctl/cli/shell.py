@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from bondctl.cli.session import FORCE_TERMINAL_ENV, Session, note
-from bondctl.errors import BackendUnavailableError, BondctlError, KernelError
+from bondctl.errors import BondctlError, KernelError
 
 
 def run(session: Session, command: list[str], *, force_uml: bool = False) -> int:
@@ -32,12 +32,7 @@ def run(session: Session, command: list[str], *, force_uml: bool = False) -> int
             return _here(argv, env)
     else:
         why = "--uml asked for it"
-    fallback = uml.availability()
-    if not fallback.ok:
-        raise BackendUnavailableError(
-            f"this kernel cannot make bonds ({why}), and User-Mode Linux is not usable "
-            f"({fallback.reason}); load the bonding module, or apt-get install "
-            "user-mode-linux kmod")
+    fallback = uml.require(why)
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if not command:
         note(f"bondctl sandbox: a shell inside User-Mode Linux ({why}); bonding is loaded, "

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bondctl.cni.log import DEFAULT_LOG_DIR, LOG_DIR_ENV, Log, one_line
+from tests.unit.helpers import within
 
 
 @pytest.fixture
@@ -25,18 +23,6 @@ def allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def within(seconds: int, call: Callable[[], Any]) -> Any:
-    """`call()`, failing the test instead of hanging (opening a FIFO can block forever)."""
-    def expired(*_: object) -> None:
-        raise TimeoutError(f"still blocked after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        return call()
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def configured(path: str, level: str = "debug") -> Log:

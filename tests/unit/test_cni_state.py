@@ -8,10 +8,9 @@ import copy
 import fcntl
 import json
 import os
-import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +30,7 @@ from bondctl.cni.state import (
     link_lock_name,
 )
 from tests.reliability.nothing_left import held_locks
+from tests.unit.helpers import within
 
 KEY = attachment_key("ctr1", "bond0")
 
@@ -49,19 +49,6 @@ def state(tmp_path: Path) -> Iterator[StateDir]:
     store.close()
 
 
-def within(seconds: int, call: Callable[[], Any]) -> Any:
-    """`call()`, failing the test instead of hanging when it blocks (a FIFO opened for
-    reading without a writer would block forever)."""
-    def expired(*_: object) -> None:
-        raise TimeoutError(f"still blocked after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        return call()
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def link(**overrides: Any) -> dict[str, Any]:
