@@ -329,7 +329,8 @@ class Standalone:
                    and all(s.labels.get(k) == v for k, v in labels.items()))
 
     def events(self, kind: str) -> list[dict[str, Any]]:
-        lines = self.out.read_text().splitlines()
+        text = self.out.read_text()
+        lines = text[: text.rfind("\n") + 1].splitlines()  # a line still being written waits
         return [e for e in map(json.loads, lines) if e["event"] == kind]
 
     def close(self) -> None:
