@@ -75,17 +75,21 @@ def main() -> int:
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
+            from ..errors import BondctlError
             from .errors import cni_code
 
-            msg = getattr(exc, "msg", None) or f"internal error: {type(exc).__name__}: {exc}"
-            msg = _bounded(msg)
-            if not hasattr(exc, "msg"):
+            # Ours by type, not by a .msg attribute: SyntaxError and OSError subclasses have
+            # one too, and a bug must read as one (code 100, traceback in the log).
+            ours = isinstance(exc, BondctlError)
+            msg = _bounded(exc.msg if isinstance(exc, BondctlError)
+                           else f"internal error: {type(exc).__name__}: {exc}")
+            if not ours:
                 import traceback  # to the log only: stdout carries the error JSON
 
                 log.error("".join(traceback.format_exception(exc)).rstrip())
             command = os.environ.get("CNI_COMMAND")
             log.error(f"{command} failed: {msg}" if command else msg)  # never "None failed"
-            return _error(version, cni_code(exc), msg,
+            return _error(version, cni_code(exc) if ours else 100, msg,
                           _bounded(str(getattr(exc, "details", "") or "")))
     except KeyboardInterrupt:
         return _error(version, 100, "interrupted")

@@ -80,3 +80,25 @@ def test_add_path_imports_no_backend_before_the_kernel(tmp_path):
     assert json.loads(proc.stdout)["code"] == 7
     imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines()}
     assert not [m for m in imported for h in HEAVY[:5] if m == h or m.startswith(h + ".")]
+
+
+def test_an_error_that_is_not_ours_reads_as_a_bug(monkeypatch, capfd):
+    """A SyntaxError carries a .msg too; only bondctl's own errors are reported as such: any
+    other exception is an internal error (code 100) with its traceback in the log."""
+    from bondctl.cni import plugin
+
+    def broken(env, conf):
+        raise SyntaxError("invalid syntax")
+
+    monkeypatch.setattr(plugin, "run", broken)
+    monkeypatch.setattr(entry, "_read_stdin", lambda: json.dumps(
+        {"cniVersion": "1.0.0", "name": "n", "type": "bond"}).encode())
+    for key in [k for k in os.environ if k.startswith("CNI_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CNI_COMMAND", "STATUS")
+    monkeypatch.setenv("CNI_PATH", "/usr/lib/cni")
+    assert entry.main() == 1
+    captured = capfd.readouterr()
+    out = json.loads(captured.out)
+    assert out["code"] == 100 and out["msg"] == "internal error: SyntaxError: invalid syntax"
+    assert "Traceback" in captured.err
