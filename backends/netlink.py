@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.backend import Availability, Backend, StepError
 from bondctl.errors import KernelError, ValidationError
 from bondctl.markers import hookimpl

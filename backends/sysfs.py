@@ -107,7 +107,7 @@ def _can_load_bonding(dry_run: bool) -> bool:
 def _open_move_targets(steps: Sequence[Step]) -> dict[str | None, int]:
     """Descriptors on the namespaces links move to, opened before /sys is switched (None is
     the caller's own namespace, which the child can no longer name once it moved)."""
-    from bondctl.rtnl import open_netns
+    from bondctl.netlink import open_netns
 
     fds: dict[str | None, int] = {}
     try:

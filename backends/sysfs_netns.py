@@ -15,70 +15,31 @@ from collections.abc import Callable
 from typing import Any
 
 from bondctl.errors import KernelError
+from bondctl.netlink import ns
 from bondctl.netns import Netns
 
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWNET = 0x40000000
 _MS_RDONLY = 0x1
 _MS_REC = 0x4000
 _MS_SLAVE = 0x80000
 _MNT_DETACH = 0x2
 _ST_RDONLY = 0x1
 
-_libc: Any = None
-
-
-def _load_libc() -> Any:
-    """libc through ctypes, loaded in the parent: dlopen after fork() is not safe."""
-    global _libc
-    if _libc is None:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        import ctypes
-
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
-
-
-def _unshare_mounts() -> None:
-    os_unshare = getattr(os, "unshare", None)  # Python >= 3.12
-    if os_unshare is not None:
-        os_unshare(_CLONE_NEWNS)
-    else:
-        _check(_load_libc().unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-
-
-def _setns(fd: int) -> None:
-    os_setns = getattr(os, "setns", None)  # Python >= 3.12
-    if os_setns is not None:
-        os_setns(fd, _CLONE_NEWNET)
-    else:
-        _check(_load_libc().setns(fd, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
-
 
 def enter(path: str) -> None:
     """In a freshly forked child: make /sys show the network namespace at `path`."""
-    from bondctl.rtnl import open_netns  # checks that the file is a network namespace
-
-    libc = _load_libc()
-    target = open_netns(path)
+    target = ns.open_netns(path)  # checks that the file is a network namespace
     try:
-        _unshare_mounts()
+        ns.unshare_mounts()
         # Mount changes below stay in this child: none propagate back to the host's /.
-        _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_SLAVE, None), "make / rslave")
-        _setns(target)
+        ns.check(ns.libc().mount(b"none", b"/", None, _MS_REC | _MS_SLAVE, None),
+                 "make / rslave")
+        ns.setns(target)
     finally:
         os.close(target)
     flags = 0
-    if libc.umount2(b"/sys", _MNT_DETACH) != 0 and os.statvfs("/sys").f_flag & _ST_RDONLY:
+    if ns.libc().umount2(b"/sys", _MNT_DETACH) != 0 and os.statvfs("/sys").f_flag & _ST_RDONLY:
         flags = _MS_RDONLY  # as ip netns exec: a read-only /sys cannot be shadowed read-write
-    _check(libc.mount(b"sysfs", b"/sys", b"sysfs", flags, None), "mount sysfs on /sys")
+    ns.check(ns.libc().mount(b"sysfs", b"/sys", b"sysfs", flags, None), "mount sysfs on /sys")
 
 
 def run(netns: Netns, function: Callable[[], Any]) -> Any:
@@ -94,7 +55,7 @@ def run(netns: Netns, function: Callable[[], Any]) -> Any:
             raise KernelError(f"sysfs backend: {exc}") from None
     import json
 
-    _load_libc()
+    ns.libc()  # loaded before the fork: dlopen after fork() is not safe
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns, never runs the parent's cleanup

@@ -159,7 +159,7 @@ class Writer:
             raise explain(f"writing {text!r} to {path}", exc, hints) from None
 
     def rtnl(self, what: str, **change: Any) -> None:
-        from bondctl.rtnl import Rtnl
+        from bondctl.netlink import Rtnl
 
         try:
             if self._rtnl is None:
@@ -357,7 +357,7 @@ class Writer:
         if self.is_bond(name):
             self.write(f"-{name}", MASTERS, hints={errno.ENODEV: f"{name} does not exist"})
             return
-        from bondctl.rtnl import Rtnl
+        from bondctl.netlink import Rtnl
 
         try:
             if self._rtnl is None:

@@ -131,7 +131,7 @@ def printed_ms(argv: list[str], env: dict[str, str], scratch: Path) -> float:
 
 REGISTRY_LOAD = """\
 import time
-import bondctl.cni.plugin, bondctl.rtnl
+import bondctl.cni.plugin, bondctl.netlink
 t = time.perf_counter()
 from bondctl.registry import Registry
 Registry().backends()
@@ -191,7 +191,7 @@ def run(runs: int, log: Callable[[str], None] = print) -> dict[str, Any]:
                                      "import bondctl.backends.netlink"], env, 1, scratch)[0]
             after = importtime_runs([py, "-X", "importtime", "-c",
                                      "import bondctl.cni.__main__, bondctl.cni.config, "
-                                     "bondctl.cni.plugin, bondctl.rtnl, bondctl.registry\n"
+                                     "bondctl.cni.plugin, bondctl.netlink, bondctl.registry\n"
                                      "import bondctl.backends.netlink"], env, 1, scratch)[0]
             netlink_alone.append(imports.cumulative_ms(alone, "bondctl.backends.netlink") or 0.0)
             netlink_after.append(imports.cumulative_ms(after, "bondctl.backends.netlink") or 0.0)

@@ -1,6 +1,6 @@
 """What a bond carries above the bonding driver: IP addresses, routes and VLAN sub-interfaces.
 
-Read and written with rtnetlink (bondctl.rtnl) directly rather than through the backend
+Read and written with rtnetlink (bondctl.netlink) directly rather than through the backend
 contract: addresses, routes and VLANs are the same on every bonding backend (sysfs has no file
 for them, and `ip address`/`ip route` would only duplicate rtnetlink), and growing the contract
 would make every third-party backend implement six more steps that it can only delegate here.
@@ -208,7 +208,7 @@ def build(bond: str, raw: Mapping[str, object]) -> IpConfig:
 # -- reading the kernel ------------------------------------------------------------------------
 def read(netns: Netns, bond: str) -> IpConfig | None:
     """Everything the bond carries, as a fully managed IpConfig; None if there is no bond."""
-    from . import rtnl
+    from . import netlink as rtnl
 
     with rtnl.Rtnl.open(netns.path) as sock:
         links = sock.list_links()
@@ -386,7 +386,7 @@ def plan(bond: str, want: IpConfig, have: IpConfig | None) -> list[Action]:
 
 def execute(netns: Netns, actions: Sequence[Action]) -> None:
     """Carry the actions out in order; KernelError names the one the kernel refused."""
-    from . import rtnl
+    from . import netlink as rtnl
 
     if not actions:
         return
@@ -401,7 +401,7 @@ def execute(netns: Netns, actions: Sequence[Action]) -> None:
 
 
 def _one(sock: Any, action: Action) -> None:
-    from . import rtnl
+    from . import netlink as rtnl
 
     verb, link, what = action
     if verb == "add-vlan":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import NamedTuple
 
@@ -9,8 +10,6 @@ from .errors import NotFoundError, ValidationError
 from .names import check_netns_name
 
 NETNS_RUN_DIR = "/run/netns"
-_NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs fd: which kind of namespace it is
-_CLONE_NEWNET = 0x40000000
 
 
 class Netns(NamedTuple):
@@ -48,19 +47,13 @@ def resolve(spec: str | Netns | None) -> Netns:
 
 def check_is_netns(path: str) -> None:
     """Refuse a path that is not a network namespace before anything is done with it."""
-    import fcntl  # cheap, and only needed when a namespace is named
+    from .netlink.ns import open_netns
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        os.close(open_netns(path))
     except FileNotFoundError:
         raise NotFoundError(f"network namespace {path} does not exist") from None
     except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise ValidationError(f"{path} is not a network namespace") from None
         raise NotFoundError(f"network namespace {path}: {exc.strerror}") from None
-    try:
-        kind = fcntl.ioctl(fd, _NS_GET_NSTYPE)
-    except OSError:
-        kind = -1  # not an nsfs file at all
-    finally:
-        os.close(fd)
-    if kind != _CLONE_NEWNET:
-        raise ValidationError(f"{path} is not a network namespace")

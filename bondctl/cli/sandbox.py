@@ -116,7 +116,7 @@ class Pinger:
     """ICMP echo from inside a namespace (a raw socket made there keeps working after)."""
 
     def __init__(self, netns: str, target: str) -> None:
-        from bondctl.rtnl import enter_netns
+        from bondctl.netlink import enter_netns
 
         with enter_netns(netns):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.text import Text
 
-    from bondctl.rtnl import Rtnl
+    from bondctl.netlink import Rtnl
 
 BARS = "▁▂▃▄▅▆▇█"
 HISTORY = 12  # samples per sparkline: the table fits 80 columns
@@ -197,7 +197,7 @@ def event_line(event: Event) -> Text:
 
 def open_events(netns: Netns) -> Rtnl | None:
     """A socket on the namespace's link notifications; None means poll instead."""
-    from bondctl.rtnl import RTNLGRP_LINK, Rtnl
+    from bondctl.netlink import RTNLGRP_LINK, Rtnl
 
     try:
         return Rtnl.open(netns.path, groups=[RTNLGRP_LINK])

@@ -83,12 +83,12 @@ class Running:
 
 def warm() -> None:
     """Everything a request can need, imported once in the zygote: a child starts with it."""
-    import ctypes  # noqa: F401  rtnl's setns on Python 3.11
+    import ctypes  # noqa: F401  setns on Python 3.11
     import json  # noqa: F401
     import subprocess  # noqa: F401
     import traceback  # noqa: F401
 
-    from .. import model, ops, registry, rtnl, steps  # noqa: F401
+    from .. import model, netlink, ops, registry, steps  # noqa: F401
     from . import __main__, config, env, errors, hostlinks, ipam, plugin, pods, result, state  # noqa: F401
 
     for name in registry.BUILTIN:
@@ -481,12 +481,12 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
     """In the request's child: become the caller's plugin process and run the direct path."""
     import atexit
 
-    from ..rtnl import _setns
+    from ..netlink.ns import setns
     from . import __main__, pods
     from .log import log
 
     stdin, stdout, stderr, caller_ns = request.fds[:4]
-    _setns(caller_ns)  # EINVAL if it is not a network namespace: the request fails
+    setns(caller_ns)  # EINVAL if it is not a network namespace: the request fails
     os.close(caller_ns)
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         os.dup2(fd, target)

@@ -15,7 +15,7 @@ import errno
 import os
 import struct
 
-from .. import rtnl
+from .. import netlink as rtnl
 from ..errors import ValidationError
 from ..names import check_ifname
 from .errors import INVALID_CONFIG, CniError
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
-    from ..rtnl import Link, Route, Rtnl
+    from ..netlink import Link, Route, Rtnl
 
 # Per-device sysctls whose reset changes how the host treats the link's traffic. Only these
 # are ever read or written: a record's keys are checked against this list before any path

@@ -34,8 +34,8 @@ from .state import BadRecord, StateDir, attachment_key, link_lock_name
 
 if TYPE_CHECKING:
     from ..backend import Backend
-    from ..rtnl import Link as RtLink
-    from ..rtnl import Rtnl
+    from ..netlink import Link as RtLink
+    from ..netlink import Rtnl
 
 # The ADD steps, in order: BONDCTL_FAULT=<step> fails right after one, BONDCTL_FAULT_KILL=<step>
 # kills the plugin there (tests of rollback and of DEL after a crash).
@@ -62,14 +62,14 @@ def select_backend(conf: NetConf) -> Backend:
 
 
 def rtnl_open(netns: Netns) -> Rtnl:
-    from ..rtnl import Rtnl
+    from ..netlink import Rtnl
 
     return Rtnl.open(netns.path)
 
 
 def ns_fd(netns: Netns) -> int:
     """An fd on `netns` for IFLA_NET_NS_FD; the caller closes it."""
-    from ..rtnl import open_netns
+    from ..netlink import open_netns
 
     return open_netns(netns.path or "/proc/self/ns/net")
 
@@ -625,7 +625,7 @@ def check_slave_mtus(pod: Netns, bond: str) -> None:
 
 
 def check_addresses(env: CniEnv, pod: Netns, bond: str, prev: dict[str, Any]) -> None:
-    from ..rtnl import AF_INET, AF_INET6
+    from ..netlink import AF_INET, AF_INET6
 
     ours = {i for i, iface in enumerate(prev["interfaces"])
             if iface.get("name") == bond and iface.get("sandbox") in (None, "", env.netns)}

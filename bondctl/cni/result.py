@@ -79,13 +79,13 @@ def _kind(value: object) -> str:
 
 def _family(address: str) -> int:
     """4 or 6 for an IP address in text form; ValueError otherwise."""
-    from ..rtnl import AF_INET, ip_bytes  # only when a result is read
+    from ..netlink import AF_INET, ip_bytes  # only when a result is read
 
     return 4 if ip_bytes(address)[0] == AF_INET else 6
 
 
 def _cidr(text: str) -> tuple[int, bytes, int]:
-    from ..rtnl import AF_INET, parse_cidr
+    from ..netlink import AF_INET, parse_cidr
 
     if "/" not in text:
         raise ValueError("no prefix length")  # parse_cidr would take a bare address as /32

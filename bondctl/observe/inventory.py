@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.backends.netlink import BOND_KIND, to_bond  # type: ignore[import-not-found]
 from bondctl.errors import ValidationError
 from bondctl.health import NO_PARTNER, health

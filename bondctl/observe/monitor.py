@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.health import NO_PARTNER
 from bondctl.model import BondState
 from bondctl.options import LACP, mode_number

@@ -1,7 +1,7 @@
 """Datapath helpers for the failover tests: a switched topology around a bond, in-process
 traffic (ICMP echo, a sequenced UDP stream) and the loss window computed from what arrived.
 
-Sockets are made inside a namespace with `bondctl.rtnl.enter_netns` and stay there after the
+Sockets are made inside a namespace with `bondctl.netlink.enter_netns` and stay there after the
 block; senders and receivers are threads of the test process. Inside User-Mode Linux a process
 spawn costs ~90 ms and a Python start-up seconds, so no traffic tool runs as a subprocess, and
 the cut itself is one in-process netlink request, timestamped on the same clock as the packets.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from bondctl.names import check_ifname
-from bondctl.rtnl import Rtnl, enter_netns
+from bondctl.netlink import Rtnl, enter_netns
 
 T = TypeVar("T")
 

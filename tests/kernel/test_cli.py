@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bondctl.options import OPTIONS
-from bondctl.registry import Registry
-from bondctl.rtnl import (
+from bondctl.netlink import (
     RTNLGRP_IPV4_IFADDR,
     RTNLGRP_IPV4_ROUTE,
     RTNLGRP_IPV6_IFADDR,
@@ -25,6 +23,8 @@ from bondctl.rtnl import (
     RTNLGRP_LINK,
     Rtnl,
 )
+from bondctl.options import OPTIONS
+from bondctl.registry import Registry
 
 BACKENDS = sorted(Registry().backends())
 

@@ -21,7 +21,7 @@ from tests.kernel.test_cni_support import cni, host_links  # noqa: F401
 
 SURVEY = """
 import json, sys
-from bondctl.rtnl import Rtnl
+from bondctl.netlink import Rtnl
 from bondctl.cni import hostlinks
 with Rtnl.open() as sock:
     links = sock.list_links()
@@ -34,7 +34,7 @@ print(json.dumps(out))
 
 RESTORE = """
 import json, sys
-from bondctl.rtnl import Rtnl
+from bondctl.netlink import Rtnl
 from bondctl.cni import hostlinks
 with Rtnl.open() as sock:
     print(json.dumps(hostlinks.restore(sock, int(sys.argv[1]), json.load(sys.stdin))))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.errors import BondctlError, UnsupportedError, ValidationError
 from bondctl.model import BondSpec, diff
 from bondctl.ops import Bonds

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.backend import StepError
 from bondctl.backends.iproute2 import Iproute2Backend
 from bondctl.backends.netlink import NetlinkBackend

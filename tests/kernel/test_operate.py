@@ -144,3 +144,78 @@ def test_ifupdown2_brings_an_exported_bond_back_with_no_drift(netns, make_links,
     assert {netns.link(s).get("master") for s in (a, b)} == {"bond0"}
     check = bondctl(*cli, "check", "-f", str(original), env=env, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# systemd-networkd outside systemd, in the test's namespace (`ip netns exec` gives it its own
+# mount namespace). A tmpfs over /run holds its state (/run/systemd/netif) and our files
+# (/run/systemd/network) and hides any system bus, which it then does without; empty tmpfs
+# over /etc and /usr/lib's network dirs keep the host's own configuration out. It drops to
+# user systemd-network before reading the files, so they are copied out of the 0700 tmp_path.
+# Read-only /sys tells it there is no udev to wait for (systemd's udev_available()).
+PRIVATE_NETWORKD = """
+import os, shutil, subprocess, sys
+config, networkd = sys.argv[1], sys.argv[2]
+def mount(*args):
+    subprocess.run(["mount", *args], check=True)
+mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run")
+os.makedirs("/run/systemd/network")
+for name in os.listdir(config):
+    shutil.copy(os.path.join(config, name), "/run/systemd/network")
+for path in ("/etc/systemd/network", "/usr/lib/systemd/network"):
+    if os.path.isdir(path):
+        mount("-t", "tmpfs", "tmpfs", path)
+mount("-o", "remount,bind,ro", "/sys")
+os.execv(networkd, [networkd])
+"""
+NETWORKD = Path("/lib/systemd/systemd-networkd")
+
+
+@pytest.mark.uml_weight(4)
+def test_networkd_brings_an_exported_bond_back_with_no_drift(netns, make_links, tmp_path):
+    assert NETWORKD.exists(), "systemd-networkd is not installed (Debian's systemd package)"
+    a, b = make_links(netns, 2)
+    env = {"BONDCTL_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+    cli = ("--netns", netns.name)
+    original = tmp_path / "bond.yaml"
+    original.write_text(BOND_FILE.format(a=a, b=b, **FULL))
+    bondctl(*cli, "apply", "-f", str(original), env=env)
+    out = tmp_path / "networkd"
+    exported = bondctl(*cli, "export", "bond0", "--format", "networkd", "--out", str(out),
+                       env=env)
+    assert "warning" not in exported.stderr
+
+    bondctl(*cli, "delete", "bond0", env=env)
+    assert netns.link("bond0") is None and netns.link("bond0.71") is None
+    assert bondctl(*cli, "check", "-f", str(original), env=env, check=False).returncode == 6
+
+    def recreated() -> bool:
+        vlan, route = netns.link("bond0.71"), netns.ip("route", "show", "10.73.0.0/16")
+        return (vlan is not None and addresses_of(netns, "bond0.71") == {"10.72.0.1/24"}
+                and addresses_of(netns, "bond0") == {"10.71.0.1/24", "2001:db8:71::1/64"}
+                and {netns.link(s).get("master") for s in (a, b)} == {"bond0"}
+                and "via 10.71.0.254" in route)
+
+    log = tmp_path / "networkd.log"
+    with log.open("w") as sink:
+        networkd = subprocess.Popen(
+            ["ip", "netns", "exec", netns.name, sys.executable, "-c", PRIVATE_NETWORKD,
+             str(out), str(NETWORKD)], stdout=sink, stderr=subprocess.STDOUT,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_LOG_TARGET": "console",
+                 "SYSTEMD_LOG_LEVEL": "debug"})
+        try:
+            done = wait_for(lambda: networkd.poll() is not None or recreated(), 30)
+            assert networkd.poll() is None, f"networkd exited: {log.read_text()[-3000:]}"
+            assert done, f"networkd did not recreate the bond: {log.read_text()[-3000:]}"
+        finally:
+            networkd.terminate()
+            networkd.wait(timeout=10)
+    data = bond_data(netns)
+    assert (data["mode"], data["ad_lacp_rate"], data["xmit_hash_policy"], data["miimon"],
+            data["min_links"]) == ("802.3ad", "fast", "layer3+4", 100, 1)
+    vlan = netns.link("bond0.71")
+    assert vlan["linkinfo"]["info_data"]["id"] == 71 and vlan["link"] == "bond0"
+    route = json.loads(netns.ip("-j", "route", "show", "10.73.0.0/16"))
+    assert [(r["gateway"], r["dev"], r.get("metric")) for r in route] == [
+        ("10.71.0.254", "bond0", 100)]
+    check = bondctl(*cli, "check", "-f", str(original), env=env, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr + log.read_text()[-3000:]

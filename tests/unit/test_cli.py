@@ -489,7 +489,7 @@ def test_help_loads_no_rich_backend_or_plugin_machinery():
     code = ("import sys\nsys.argv = ['bondctl', '--help']\nfrom bondctl.cli import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "heavy = ('rich', 'pluggy', 'sh', 'bondctl.registry', 'bondctl.ops', "
-            "'bondctl.rtnl', 'bondctl.backends.iproute2', 'yaml')\n"
+            "'bondctl.netlink', 'bondctl.backends.iproute2', 'yaml')\n"
             "sys.stderr.write(repr(sorted(m for m in heavy if m in sys.modules)))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

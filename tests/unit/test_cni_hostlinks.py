@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.cni import hostlinks
 from bondctl.cni.errors import INVALID_CONFIG, CniError
-from bondctl.rtnl import AF_INET, AF_INET6, Link, NetlinkError, Route
+from bondctl.netlink import AF_INET, AF_INET6, Link, NetlinkError, Route
+from bondctl.netlink import socket as netlink_socket
 
 
 def route(dst: str, *, family: int = AF_INET, oif: int | None = 3, gateway: str | None = None,
@@ -168,7 +169,8 @@ class FakeSock:
     def add_route(self, dst: str, gateway: str | None, oif: int | None, *,
                   table: int | None = None, metric: int | None = None) -> None:
         # The real encoder's checks (family, syntax) raise as they would for the real socket.
-        rtnl._route_payload(dst, gateway, oif, table, metric, rtnl.RTPROT_BOOT, delete=False)
+        netlink_socket._route_payload(dst, gateway, oif, table, metric, rtnl.RTPROT_BOOT,
+                                      delete=False)
         self._fail(("route", dst, gateway, oif, table, metric))
 
     def set_link(self, index: int, *, up: bool) -> None:

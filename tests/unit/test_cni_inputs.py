@@ -21,7 +21,7 @@ from bondctl.cni.errors import (
     kernel_error,
 )
 from bondctl.errors import BackendUnavailableError, DriftError
-from bondctl.rtnl import NetlinkError
+from bondctl.netlink import NetlinkError
 
 
 # -- the kernel -----------------------------------------------------------------------------------

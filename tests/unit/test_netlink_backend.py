@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.backend import StepError
 from bondctl.backends import netlink
 from bondctl.backends.netlink import NetlinkBackend

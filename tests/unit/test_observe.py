@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.errors import ValidationError
 from bondctl.model import BondState, SlaveState
 from bondctl.observe.inventory import Attachment, PodBond, judge, read_records

@@ -240,7 +240,7 @@ ENCODE = """
     import json
     from pyroute2.iproute.linux import get_arguments_processor
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-    from bondctl import rtnl
+    from bondctl import netlink as rtnl
     from bondctl.options import OPTIONS, mode_number
     from bondctl.steps import CreateBond, SetBond, SetSlave
     from bondctl_pyroute2 import Pyroute2Backend
@@ -328,7 +328,7 @@ ENCODE = """
 
 def test_each_option_goes_out_as_the_catalogue_says(venv: Venv) -> None:
     """pyroute2 encodes each option under the catalogue's IFLA_BOND_* number, in its wire
-    type, byte for byte as bondctl's own encoder (bondctl.rtnl) does."""
+    type, byte for byte as bondctl's own encoder (bondctl.netlink) does."""
     out = venv.python(ENCODE)
     slave = out.pop("_slave")
     assert slave["index"] == 7 and slave["slave"] == {"5": slave["want"]}
@@ -357,13 +357,13 @@ def test_each_option_goes_out_as_the_catalogue_says(venv: Venv) -> None:
 
 
 def test_a_dump_decodes_completely_even_where_pyroute2_has_no_names(venv: Venv) -> None:
-    """A bond as the kernel reports it (built with bondctl.rtnl), decoded through pyroute2:
+    """A bond as the kernel reports it (built with bondctl.netlink), decoded through pyroute2:
     attributes pyroute2 cannot name (peer_notif_delay, arp_missed_max, ns_ip6_target, the
     slave's prio) are decoded with the catalogue's wire types, coupled_control included."""
     out = venv.python("""
         import json
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from bondctl import rtnl
+        from bondctl import netlink as rtnl
         from bondctl.netns import Netns
         from bondctl_pyroute2.backend import decode_bond, decode_link
 

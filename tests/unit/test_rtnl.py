@@ -1,4 +1,4 @@
-"""bondctl.rtnl: wire encoding, error and dump handling on a fake socket, and the real kernel.
+"""bondctl.netlink: wire encoding, error and dump handling on a fake socket, and the real kernel.
 
 The real-kernel tests need root, iproute2 and veth (no bonding driver): each works in
 throwaway network namespaces made with `ip netns add` and deleted afterwards.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bondctl import rtnl
-from bondctl.rtnl import (
+from bondctl import netlink as rtnl
+from bondctl.netlink import (
     AF_INET,
     AF_INET6,
     NLA_F_NESTED,
@@ -402,7 +402,7 @@ def test_netns_path_rejects_unsafe_names(spec: str) -> None:
 def test_import_pulls_in_nothing_heavy() -> None:
     # -S: no site, so nothing is preloaded and every module rtnl pulls in shows up.
     code = (
-        "import sys, bondctl.rtnl; "
+        "import sys, bondctl.netlink; "
         "heavy = {'ctypes', 'socket', 'typing', 'dataclasses', 'enum', 'ipaddress', 'selectors'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from bondctl import rtnl
+from bondctl import netlink as rtnl
 from bondctl.backend import Availability, Backend, StepError
 from bondctl.errors import BondctlError, KernelError, NotFoundError
 from bondctl.model import BondState, Link, SlaveState
