@@ -29,7 +29,7 @@ def kernel_has_bonding() -> bool:
 
 
 def kernel_in_uml(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, Any]:
-    from bondctl import uml
+    from bondctl.cli import uml
 
     why = uml.availability()
     if not why.ok:

@@ -29,7 +29,7 @@ set -- "$artifact" "$dest"
 if [ "${BOND_FORCE_INSTALL:-false}" = true ]; then
     set -- "$@" --force
 fi
-python -m bondctl.cni_install "$@"
+python -m bondctl.cni.install "$@"
 
 # A DaemonSet pod must keep running; exit promptly when the kubelet stops it.
 trap 'exit 0' TERM INT

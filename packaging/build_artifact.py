@@ -38,7 +38,7 @@ import sysconfig
 import tomllib
 from pathlib import Path
 
-from bondctl.cni_install import (
+from bondctl.cni.install import (
     LAUNCHER_MARKER,
     MANIFEST_NAME,
     RUNTIME_LINK,
@@ -87,8 +87,8 @@ def bundled_packages(project: dict[str, object]) -> dict[str, Path]:
 
 
 def input_files(project: dict[str, object]) -> list[Path]:
-    files = [REPO / "pyproject.toml", LAUNCHER_SOURCE, SHIM_SOURCE, Path(__file__).resolve(),
-             REPO / "bondctl" / "cni_install.py"]
+    # The installer this recipe imports (bondctl.cni.install) is among the bundled sources.
+    files = [REPO / "pyproject.toml", LAUNCHER_SOURCE, SHIM_SOURCE, Path(__file__).resolve()]
     for src in bundled_packages(project).values():
         files += sorted(src.glob("*.py"))
     return files
@@ -219,7 +219,7 @@ def build_launcher(dest: Path) -> None:
 
 
 def compile_shim(source: Path, dest: Path) -> None:
-    from bondctl.cni_runtime import compile_shim as build
+    from bondctl.cni.runtime import compile_shim as build
 
     build(source, dest)
     if LAUNCHER_MARKER not in dest.read_bytes():

@@ -498,12 +498,12 @@ def cni_install(
                                         "(bond-cni's Go plugin).")] = False,
 ) -> None:
     """Install the bond CNI plugin atomically (the same plugin again: no change)."""
-    from bondctl.cni_install import install, install_pair
+    from bondctl.cni.install import install, install_pair
 
     if artifact is not None:
         result = install(artifact, dest, force=force)
     else:
-        from bondctl.cni_runtime import built
+        from bondctl.cni.runtime import built
 
         with built() as (launcher, runtime, manifest):
             result = install_pair(launcher, runtime, manifest, dest, force=force)

@@ -27,7 +27,7 @@ STEPS = 6
 
 
 def run(session: Session, *, here: bool, force_uml: bool, pace: float) -> None:
-    from bondctl import uml
+    from bondctl.cli import uml
     from bondctl.cli.hostinfo import _CAP_NET_ADMIN, capabilities
 
     out = console()
@@ -208,6 +208,6 @@ def _failover(session: Session, out: Console, host: str, switch: str, port: str,
 
 
 def _in_uml() -> bool:
-    from bondctl import uml
+    from bondctl.cli import uml
 
     return uml.in_guest()

@@ -83,7 +83,7 @@ def bonding_probe() -> tuple[bool, str]:
 
 
 def doctor_checks(session: Session) -> list[Check]:
-    from bondctl import uml
+    from bondctl.cli import uml
 
     checks: list[Check] = []
     admin = bool(capabilities() >> _CAP_NET_ADMIN & 1)

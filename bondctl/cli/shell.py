@@ -20,7 +20,7 @@ from bondctl.errors import BondctlError, KernelError
 
 def run(session: Session, command: list[str], *, force_uml: bool = False) -> int:
     """Run `command` (default: a shell) where bonds can be made; its exit status."""
-    from bondctl import uml
+    from bondctl.cli import uml
 
     argv = command or [os.environ.get("SHELL") or "/bin/sh"]
     env = _env()

@@ -7,7 +7,7 @@
  *   DIR/.bond-runtime-DIGEST/   lib/ld.so (the bundled glibc loader) and libraries, bin/python,
  *                               bin/python._pth (the exact sys.path), boot.py, manifest.json
  *
- * A runtime made from a pip install (bondctl/cni_runtime.py) has no lib/ld.so: it starts with
+ * A runtime made from a pip install (bondctl/cni/runtime.py) has no lib/ld.so: it starts with
  * its `boot` script instead, whose #! line names the interpreter it was built for.
  *
  * packaging/shim.c includes this file (with BOND_SHIM defined) for its direct path.

@@ -10,12 +10,8 @@ import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
-from bondctl import uml as bondctl_uml
-
-IN_UML_ENV = "BONDCTL_IN_UML"
-UML_MODULES = bondctl_uml.UML_MODULES
+from bondctl.cli import uml as bondctl_uml
 
 
 @dataclass(frozen=True)
@@ -33,15 +29,6 @@ def parse_release(release: str) -> tuple[int, ...]:
     if not match:
         return ()
     return tuple(int(part) for part in match.groups() if part is not None)
-
-
-def in_uml() -> bool:
-    if os.environ.get(IN_UML_ENV) == "1":
-        return True
-    try:
-        return "User Mode Linux" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
 
 
 def kernel_info() -> KernelInfo:
@@ -81,6 +68,7 @@ def native_bonding() -> tuple[bool, str]:
     return True, ""
 
 
-# One place knows where UML lives: the demo's runtime module.
+# One place knows where UML lives and how to tell we are inside it: the sandbox's module.
+in_uml = bondctl_uml.in_guest
 uml_binary = bondctl_uml.binary
 uml_release = bondctl_uml.release

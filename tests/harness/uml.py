@@ -19,27 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.kernel import UML_MODULES
+from bondctl.cli.uml import ensure_module_symlinks
 from tests.harness.report import RESULTS_ENV, load_results
 
 HARNESS_DIR = Path(__file__).resolve().parent
 INIT_SCRIPT = HARNESS_DIR / "init.sh"
 GUEST_LAUNCHER = HARNESS_DIR / "guest.py"
-UML_LIB_MODULES = Path("/usr/lib/uml/lib/modules")
 RUN_ROOT_NAME = ".kernel-run"
-
-
-def ensure_module_symlinks() -> None:
-    """modprobe -d /usr/lib/uml looks in lib/modules/VERSION; the package ships modules/VERSION."""
-    try:
-        versions = [p for p in UML_MODULES.iterdir() if p.is_dir()]
-        UML_LIB_MODULES.mkdir(parents=True, exist_ok=True)
-        for version in versions:
-            link = UML_LIB_MODULES / version.name
-            if not link.exists():
-                link.symlink_to(version)
-    except OSError:
-        pass  # not root or no modules: the guest's modprobe will say what is missing
 
 
 def prune_old_runs(root: Path, max_age: float = 86400.0) -> None:

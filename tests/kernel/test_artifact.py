@@ -1,5 +1,5 @@
 """The self-contained `bond` artifact (packaging/build-artifact.sh → dist/bond), installed with
-bondctl.cni_install into a scratch CNI bin dir and driven by a real runtime: podman.
+bondctl.cni.install into a scratch CNI bin dir and driven by a real runtime: podman.
 
 The artifact is built on the host, before the kernel suite starts (scripts/setup.sh runs the
 build; User-Mode Linux has no network and no compiler run here): this module only checks that
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bondctl.cni_install import RUNTIME_LINK, install, read_manifest
+from bondctl.cni.install import RUNTIME_LINK, install, read_manifest
 from tests.harness.netns import Netns, run_ip
 from tests.kernel import podman_env
 from tests.kernel.podman_env import PodmanEnv, host_veths

@@ -1,4 +1,4 @@
-"""bondctl.cni_install: atomic, idempotent installation of the bond artifact into a bin dir.
+"""bondctl.cni.install: atomic, idempotent installation of the bond artifact into a bin dir.
 
 The artifacts here are small real trees in the layout packaging/build_artifact.py writes (a
 launcher carrying the marker, a runtime with its manifest), so install() runs for real on
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bondctl import cni_install
-from bondctl.cni_install import (
+from bondctl.cni import install as cni_install
+from bondctl.cni.install import (
     ARTIFACT_NAME,
     LAUNCHER_MARKER,
     MANIFEST_NAME,

@@ -242,7 +242,7 @@ def test_entrypoint_is_valid_posix_shell_and_runs_our_installer() -> None:
     subprocess.run(["sh", "-n", str(script)], check=True)
     text = script.read_text()
     assert text.startswith("#!/bin/sh\n")
-    assert "-m bondctl.cni_install" in text
+    assert "-m bondctl.cni.install" in text
     assert "${BOND_ARTIFACT:-/opt/bond/bond}" in text
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bondctl import uml
+from bondctl.cli import uml
 from bondctl.options import ineffective, near_miss, parse_options
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bondctl import uml
+from bondctl.cli import uml
 
 BONDCTL = Path(sys.executable).with_name("bondctl")
 

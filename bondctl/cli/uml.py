@@ -4,9 +4,9 @@ The UML kernel (Debian's user-mode-linux: /usr/bin/linux.uml, modules under
 /usr/lib/uml/modules) boots with the live host filesystem as its root, so the same Python and
 the same bondctl run inside; a small init script mounts what the guest needs, loads bonding,
 veth and bridge, runs the command with its output on our terminal, and powers off. The same
-approach as the test harness (tests/harness/uml.py), in a runtime copy.
+approach as the test harness (tests/harness/uml.py), which takes its UML facts from here.
 
-`python -m bondctl.uml JOB` is the guest side: it becomes the job's process.
+`python -m bondctl.cli.uml JOB` is the guest side: it becomes the job's process.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ ip link set lo up
 modprobe -a -q -d /usr/lib/uml bonding veth bridge >/dev/null 2>&1
 echo booted >"$BONDCTL_RUN_DIR/booted"
 printf '%s' "@@bondctl-start@@"  # no newline: the command's output starts right after
-"$BONDCTL_PYTHON" -P -m bondctl.uml "$BONDCTL_RUN_DIR/job.json"
+"$BONDCTL_PYTHON" -P -m bondctl.cli.uml "$BONDCTL_RUN_DIR/job.json"
 echo $? >"$BONDCTL_RUN_DIR/status"
 echo "@@bondctl-end@@"
 sync

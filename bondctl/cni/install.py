@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import BondctlError
+from ..errors import BondctlError
 
 PLUGIN_NAME = "bond"
 LAUNCHER_MARKER = b"BONDCTL-CNI-LAUNCHER/1"
@@ -318,12 +318,12 @@ def install_pair(launcher: bytes, src_runtime: Path, manifest: dict[str, Any], d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bondctl.cni_install ARTIFACT DEST_DIR [--force]`: what the DaemonSet's
+    """`python -m bondctl.cni.install ARTIFACT DEST_DIR [--force]`: what the DaemonSet's
     entrypoint runs with the artifact's own runtime (the image has no other Python)."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m bondctl.cni_install",
+    parser = argparse.ArgumentParser(prog="python -m bondctl.cni.install",
                                      description="Install the bond CNI plugin artifact.")
     parser.add_argument("artifact", type=Path, help="the built launcher (dist/bond)")
     parser.add_argument("dest_dir", type=Path, help="the CNI bin dir, e.g. /opt/cni/bin")

@@ -14,7 +14,7 @@ is a script that starts this interpreter, isolated:
 `-I -S` keep PYTHON* variables, user and site packages out, `-B` writes nothing. The copy
 makes the plugin independent of the virtualenv it came from: upgrading or removing it does not
 change what runtimes call; only the interpreter itself is shared. The same installer
-(bondctl.cni_install.install_pair) puts it in place: atomically, idempotently, refusing a
+(bondctl.cni.install.install_pair) puts it in place: atomically, idempotently, refusing a
 foreign `bond` without force.
 """
 
@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cni_install import ARTIFACT_NAME, LAUNCHER_MARKER, MANIFEST_NAME, InstallError, tree_digest
+from .. import __version__
+from .install import ARTIFACT_NAME, LAUNCHER_MARKER, MANIFEST_NAME, InstallError, tree_digest
 
 # typer and rich (cli): neither the plugin nor the agent needs them. prometheus_client goes
 # along for the agent's monitor (bondctl.observe), which alone imports it.
@@ -206,7 +206,7 @@ def built() -> Iterator[tuple[bytes, Path, dict[str, Any]]]:
             "artifact": ARTIFACT_NAME,
             "version": __version__,
             "python": python,
-            "built_from": "the installed bondctl package (bondctl.cni_runtime)",
+            "built_from": "the installed bondctl package (bondctl.cni.runtime)",
             "digest": tree_digest(runtime),
         }
         (runtime / MANIFEST_NAME).write_text(_json(manifest))
