@@ -17,6 +17,7 @@ from typing import Any
 
 from bondctl.backend import Availability, Backend, StepError
 from bondctl.errors import KernelError
+from bondctl.kernel import kernel_can_bond
 from bondctl.markers import hookimpl
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.netns import Netns
@@ -123,8 +124,9 @@ class Iproute2Backend(Backend):
         path = shutil.which("ip")
         if not path:
             return Availability(False, "the ip command (iproute2) is not installed")
-        if not os.path.exists("/sys/module/bonding") and not _can_load_bonding():
-            return Availability(False, "the bonding driver is not loaded and cannot be loaded")
+        why = kernel_can_bond()
+        if why is not None:
+            return Availability(False, why)
         return Availability(True, f"uses {path}")
 
     # The dump the last batch ended with: the read-back that follows every change (ops
@@ -178,16 +180,6 @@ class Iproute2Backend(Backend):
             out = _run(netns, [*_DUMP_FLAGS, "link", "show"])
         data: list[dict[str, Any]] = json.loads(out or "[]")
         return data
-
-
-def _can_load_bonding() -> bool:
-    modprobe = shutil.which("modprobe")
-    if modprobe is None:
-        return False
-    import subprocess
-
-    probe = subprocess.run([modprobe, "-n", "bonding"], capture_output=True, check=False)
-    return probe.returncode == 0
 
 
 def _link(item: Mapping[str, Any]) -> Link:

@@ -25,6 +25,7 @@ from typing import NamedTuple
 from bondctl import netlink as rtnl
 from bondctl.backend import Availability, Backend, StepError
 from bondctl.errors import KernelError, ValidationError
+from bondctl.kernel import bonding_loaded, kernel_can_bond
 from bondctl.markers import hookimpl
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.names import check_ifname
@@ -57,7 +58,6 @@ BOND_KIND = "bond"  # IFLA_INFO_KIND of a bond, and IFLA_INFO_SLAVE_KIND of its 
 # The caller's own namespace for MoveLink(to=CURRENT). The socket lives in the source namespace
 # but this thread is back home whenever a message is sent (rtnl.enter_netns restores it).
 OWN_NETNS = "/proc/thread-self/ns/net"
-_MODULE = "bonding"
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -400,19 +400,6 @@ def _reason(exc: OSError) -> str:
     return f"{text}: {exc.filename}" if exc.filename else text
 
 
-def _bonding_loadable(release: str) -> bool:
-    """Whether the kernel can load the driver when asked: it is built in or a module on disk.
-    Read from modules.builtin / modules.dep rather than spawning `modprobe -n`."""
-    for index in ("modules.builtin", "modules.dep"):
-        try:
-            with open(f"/lib/modules/{release}/{index}", "rb") as fh:
-                if f"/{_MODULE}.ko".encode() in fh.read():
-                    return True
-        except OSError:
-            continue
-    return False
-
-
 class NetlinkBackend(Backend):
     name = "netlink"
     summary = "rtnetlink from this process (no commands run), one message per step"
@@ -426,11 +413,12 @@ class NetlinkBackend(Backend):
             _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, rtnl.NETLINK_ROUTE).close()
         except OSError as exc:
             return Availability(False, f"cannot open a NETLINK_ROUTE socket: {_reason(exc)}")
-        if os.path.isdir(f"/sys/module/{_MODULE}"):
+        if bonding_loaded():
             return Availability(True, "rtnetlink; the bonding driver is loaded")
-        if _bonding_loadable(os.uname().release):
+        why = kernel_can_bond()
+        if why is None:
             return Availability(True, "rtnetlink; the kernel loads the bonding driver on use")
-        return Availability(False, "the bonding driver is not loaded and cannot be loaded")
+        return Availability(False, why)
 
     def execute(self, steps: Sequence[Step], netns: Netns) -> None:
         messages = [message(step) for step in steps]  # refuse bad input before any change

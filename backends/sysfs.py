@@ -9,11 +9,14 @@ not offered, so bondctl.ops refuses them by name before anything changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bondctl.backend import Availability, Backend, StepError
+from bondctl.kernel import BONDING_MASTERS as MASTERS_PATH
+from bondctl.kernel import kernel_can_bond
 from bondctl.markers import hookimpl
 from bondctl.model import BondState, Link
 from bondctl.names import check_ifname
@@ -24,7 +27,6 @@ from bondctl.steps import CreateBond, DeleteLink, MoveLink, SetBond, SetLink, Se
 from . import sysfs_netns
 from .sysfs_tree import ROOT, read_links, to_bonds, to_link
 
-MASTERS_PATH = os.path.join(ROOT, "bonding_masters")
 _LISTS = ("ipv4list", "ipv6list")
 
 
@@ -44,8 +46,9 @@ class SysfsBackend(Backend):
         if os.geteuid() != 0:
             return Availability(False, "the bonding driver is not loaded (and loading it "
                                        "needs root)")
-        if not _can_load_bonding(dry_run=True):
-            return Availability(False, "the bonding driver is not loaded and cannot be loaded")
+        why = kernel_can_bond()
+        if why is not None:
+            return Availability(False, why)
         return Availability(True, f"writes {ROOT} (loads the bonding driver first)")
 
     # -- changes ----------------------------------------------------------------------------
@@ -58,7 +61,7 @@ class SysfsBackend(Backend):
             for name in step_names(step):
                 check_ifname(name)
         if any(isinstance(s, CreateBond) for s in steps) and not os.path.exists(MASTERS_PATH):
-            _can_load_bonding(dry_run=False)
+            _load_bonding()
         fds = _open_move_targets(steps)
         try:
             result = sysfs_netns.run(netns, lambda: Writer(netns_fds=fds).run(steps))
@@ -90,18 +93,16 @@ class SysfsBackend(Backend):
         return to_bonds(sysfs_netns.run(netns, lambda: read_links(detail=True)), netns)
 
 
-def _can_load_bonding(dry_run: bool) -> bool:
+def _load_bonding() -> None:
+    """bonding_masters appears only once the driver is loaded: rtnetlink would load it on
+    demand, sysfs has nobody to ask. A failure shows in the write that follows."""
     import shutil
     import subprocess
 
     modprobe = shutil.which("modprobe") or "/sbin/modprobe"
     # max_bonds=0: loading the driver must not create a bond0 of its own.
-    argv = [modprobe, "-n", "bonding"] if dry_run else [modprobe, "bonding", "max_bonds=0"]
-    try:
-        probe = subprocess.run(argv, capture_output=True, check=False)
-    except OSError:
-        return False
-    return probe.returncode == 0
+    with contextlib.suppress(OSError):
+        subprocess.run([modprobe, "bonding", "max_bonds=0"], capture_output=True, check=False)
 
 
 def _open_move_targets(steps: Sequence[Step]) -> dict[str | None, int]:

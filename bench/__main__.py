@@ -25,7 +25,9 @@ def log(msg: str) -> None:
 
 
 def kernel_has_bonding() -> bool:
-    return os.path.isdir("/sys/module/bonding") or os.path.isdir("/sys/class/net/bonding_masters")
+    from bondctl.kernel import bonding_loaded
+
+    return bonding_loaded()
 
 
 def kernel_in_uml(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, Any]:

@@ -76,14 +76,16 @@ def iproute2_version() -> tuple[str, tuple[int, ...]] | None:
 def bonding_probe() -> tuple[bool, str]:
     """Can this kernel make a bond? Tried for real in a throw-away namespace (root only)."""
     from bondctl.cli import sandbox
+    from bondctl.kernel import bonding_loaded
 
-    if os.path.exists("/sys/module/bonding"):
+    if bonding_loaded():
         return True, "the bonding module is loaded"
     return sandbox.native_bonding()
 
 
 def doctor_checks(session: Session) -> list[Check]:
     from bondctl.cli import uml
+    from bondctl.kernel import BONDING_MASTERS, bonding_loaded
 
     checks: list[Check] = []
     admin = bool(capabilities() >> _CAP_NET_ADMIN & 1)
@@ -102,13 +104,13 @@ def doctor_checks(session: Session) -> list[Check]:
                             "" if good else f"iproute2 {MIN_IPROUTE2[0]}.{MIN_IPROUTE2[1]} "
                                             "or newer reads bonds more completely"))
     can_bond, why = bonding_probe() if admin else (False, "not checked without CAP_NET_ADMIN")
-    loaded = os.path.exists("/sys/module/bonding")
+    loaded = bonding_loaded()
     checks.append(Check(
         "bonding driver", "ok" if can_bond else "fail",
         why if can_bond else f"kernel {os.uname().release}: {why}",
         "" if can_bond else "load it (modprobe bonding); if the module is missing install "
                             "the kernel's extra modules package, or use User-Mode Linux"))
-    masters = "/sys/class/net/bonding_masters"
+    masters = BONDING_MASTERS
     if loaded:
         writable = os.access(masters, os.W_OK) and _sysfs_rw()
         checks.append(Check("sysfs", "ok" if writable else "warn",

@@ -652,16 +652,9 @@ def _route_dst(dst: str) -> str:
 # -- STATUS and GC --------------------------------------------------------------------------------
 def bonding_available() -> str | None:
     """None when the kernel can make bonds; otherwise why not."""
-    if os.path.exists("/sys/module/bonding"):
-        return None
-    import shutil
-    import subprocess
+    from ..kernel import kernel_can_bond
 
-    modprobe = shutil.which("modprobe")
-    if modprobe and subprocess.run([modprobe, "-n", "-q", "bonding"], capture_output=True,
-                                   check=False).returncode == 0:
-        return None
-    return "the bonding driver is not loaded and cannot be loaded"
+    return kernel_can_bond()
 
 
 def cmd_status(env: CniEnv, conf: NetConf) -> None:

@@ -438,4 +438,6 @@ def test_import_spawns_nothing_and_stays_light() -> None:
 
 def test_availability_reads_module_lists(tmp_path: Path) -> None:
     assert isinstance(NetlinkBackend.availability().ok, bool)
-    assert netlink._bonding_loadable("no-such-release") is False
+    from bondctl.kernel import bonding_listed
+
+    assert bonding_listed("no-such-release") is False
