@@ -1,4 +1,5 @@
-"""CNI error codes (SPEC.md, "Error") and the error that carries one to stdout.
+"""CNI error codes (SPEC.md, "Error"; named in bondctl.errors) and the error that carries one
+to stdout.
 
 Code 100 means an internal error, a bug in bond, and nothing else: no input may reach it.
 Every failure that input, the kernel or a delegated plugin can cause has its own code.
@@ -8,25 +9,25 @@ from __future__ import annotations
 
 import errno
 
+# The numbers are named once, in the core's errors (each BondctlError carries one).
+from ..errors import DECODE_FAILURE as DECODE_FAILURE
+from ..errors import INCOMPATIBLE_VERSION as INCOMPATIBLE_VERSION
+from ..errors import INVALID_CONFIG as INVALID_CONFIG
+from ..errors import INVALID_ENV as INVALID_ENV
+from ..errors import IO_FAILURE as IO_FAILURE
+from ..errors import LIMITED_CONNECTIVITY as LIMITED_CONNECTIVITY
+from ..errors import LINK_IN_USE as LINK_IN_USE
+from ..errors import NOT_AVAILABLE as NOT_AVAILABLE
+from ..errors import PLUGIN_FAILURE as PLUGIN_FAILURE
+from ..errors import STATE_DIFFERS as STATE_DIFFERS
+from ..errors import TRY_AGAIN as TRY_AGAIN
+from ..errors import UNKNOWN_CONTAINER as UNKNOWN_CONTAINER
+from ..errors import UNSUPPORTED_FIELD as UNSUPPORTED_FIELD
 from ..errors import BondctlError
 
-INCOMPATIBLE_VERSION = 1
-UNSUPPORTED_FIELD = 2
-UNKNOWN_CONTAINER = 3
-INVALID_ENV = 4
-IO_FAILURE = 5
-DECODE_FAILURE = 6
-INVALID_CONFIG = 7
-TRY_AGAIN = 11
-NOT_AVAILABLE = 50
-LIMITED_CONNECTIVITY = 51
 SPEC_CODES = frozenset({INCOMPATIBLE_VERSION, UNSUPPORTED_FIELD, UNKNOWN_CONTAINER, INVALID_ENV,
                         IO_FAILURE, DECODE_FAILURE, INVALID_CONFIG, TRY_AGAIN, NOT_AVAILABLE,
                         LIMITED_CONNECTIVITY})
-# Plugin-specific codes start at 100.
-PLUGIN_FAILURE = 100  # internal error: a bug (and the BONDCTL_FAULT test hook)
-LINK_IN_USE = 101  # a link belongs to another attachment
-STATE_DIFFERS = 102  # CHECK: the bond, its addresses or routes differ from the configuration
 OUR_CODES = frozenset({PLUGIN_FAILURE, LINK_IN_USE, STATE_DIFFERS})
 
 # A kernel refusal that the configuration provoked (it asks what this kernel or namespace
