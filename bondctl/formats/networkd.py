@@ -7,6 +7,7 @@ option (primary, active_slave) is the named slave's [Network] PrimarySlave=/Acti
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from ..document import Bond, from_mapping
@@ -18,8 +19,12 @@ from . import Files, Parsed, by_key, duration, expressible, parse_duration, trut
 PREFIX = "10-"
 
 
-def _can(opt: Option) -> bool:
-    return opt.networkd is not None and opt.name != "mode"
+def _can(bond: Bond, opt: Option) -> bool:
+    """systemd-networkd sends LearnPacketIntervalSec= to the kernel only with ARPIntervalSec=
+    (its bond.c nests it there): without, it is silently ignored."""
+    if opt.name == "lp_interval":
+        return bool(bond.spec.options.get("arp_interval"))
+    return opt.networkd is not None
 
 
 def render(opt: Option, value: Value) -> str:
@@ -61,7 +66,7 @@ def export(bonds: list[Bond]) -> Files:
     warnings: list[str] = []
     for bond in bonds:
         spec = bond.spec
-        options, said = expressible(bond, "networkd", lambda o: o.networkd is not None)
+        options, said = expressible(bond, "networkd", partial(_can, bond))
         warnings += said
         netdev: list[tuple[str, object]] = [("Name", spec.name), ("Kind", "bond")]
         netdev += [(k, v) for k, v in (("MTUBytes", spec.mtu), ("MACAddress", spec.mac)) if v]
