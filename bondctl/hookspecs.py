@@ -18,7 +18,9 @@ PROJECT = "bondctl"
 ENTRY_POINT_GROUP = "bondctl.backends"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)  # for plugins; built-ins use bondctl.markers.hookimpl
+# pluggy's own marker, for plugins written against it; bondctl.plugin.hookimpl (the pluggy-free
+# bondctl.markers.hookimpl) marks the same way and is what backends import.
+hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bondctl.backend import Backend
-from bondctl.hookspecs import hookimpl
+from bondctl.plugin import Backend, hookimpl
 
 from .backend import Pyroute2Backend
 

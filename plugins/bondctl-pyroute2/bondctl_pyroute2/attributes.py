@@ -1,7 +1,7 @@
 """Which pyroute2 attribute carries each catalogue option: derived from both tables, not copied.
 
-bondctl's catalogue (bondctl.options) gives every option its IFLA_BOND_* number, its wire type
-and its kernel / `ip -j` names. pyroute2 names the same attributes in its own tables
+bondctl's catalogue (bondctl.plugin.OPTIONS) gives every option its IFLA_BOND_* number, its
+wire type and its kernel / `ip -j` names. pyroute2 names the same attributes in its own tables
 (pyroute2.netlink.rtnl.ifinfmsg.plugins.bond and ifinfmsg.ifinfo.bond_slave_data), indexed by
 number. An option is carried when pyroute2's entry at the option's number is named
 IFLA_BOND_<NAME> after the option's kernel name or its `ip -j` key; that second check keeps a
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, Protocol
 
-from bondctl.options import AD_INFO_FIELDS, OPTIONS, SLAVE_FIELDS, SLAVE_OPTIONS
+from bondctl.plugin import AD_INFO_FIELDS, OPTIONS, SLAVE_FIELDS, SLAVE_OPTIONS
 
 BOND_PREFIX = "IFLA_BOND_"
 SLAVE_PREFIX = "IFLA_BOND_SLAVE_"
@@ -24,7 +24,7 @@ AD_INFO_PREFIX = "IFLA_BOND_AD_INFO_"
 
 
 class Numbered(Protocol):
-    """A catalogue entry: bondctl.options.Option, SlaveOption or SlaveField."""
+    """A catalogue entry: a row of OPTIONS or SLAVE_OPTIONS, or a SLAVE_FIELDS entry."""
 
     @property
     def name(self) -> str: ...

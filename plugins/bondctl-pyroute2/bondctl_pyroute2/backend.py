@@ -12,24 +12,43 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from bondctl import netlink as rtnl
-from bondctl.backend import Availability, Backend, StepError
-from bondctl.errors import BondctlError, KernelError, NotFoundError
-from bondctl.model import BondState, Link, SlaveState
-from bondctl.names import check_ifname
-from bondctl.netns import NETNS_RUN_DIR, Netns
-from bondctl.options import (
+from bondctl.plugin import (
     AD_INFO_FIELDS,
+    IFF_UP,
     IFLA_BOND_AD_INFO,
     MII_STATES,
+    NETLINK_ROUTE,
+    NETNS_RUN_DIR,
+    NLA_TYPE_MASK,
     OPTIONS,
     SLAVE_FIELDS,
     SLAVE_OPTIONS,
     SLAVE_STATES,
+    Availability,
+    Backend,
+    BondctlError,
+    BondState,
+    CreateBond,
+    DeleteLink,
+    KernelError,
+    Link,
+    MoveLink,
+    Netns,
+    NotFoundError,
+    SetBond,
+    SetLink,
+    SetSlave,
+    SlaveState,
+    Step,
+    StepError,
     Value,
+    check_ifname,
+    decode,
+    enter_netns,
+    kernel_can_bond,
     mode_number,
+    open_netns,
 )
-from bondctl.steps import CreateBond, DeleteLink, MoveLink, SetBond, SetLink, SetSlave, Step
 
 from . import attributes
 
@@ -163,19 +182,6 @@ def _format(command: str, kwargs: Mapping[str, Any]) -> str:
     return f"link({command!r}, " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
 
 
-def _bonding_loadable() -> bool:
-    if os.path.exists("/sys/module/bonding"):
-        return True
-    import shutil  # with subprocess, ~5 ms: only on a host where bonding is not loaded yet
-    import subprocess
-
-    modprobe = shutil.which("modprobe")
-    if modprobe is None:
-        return False
-    probe = subprocess.run([modprobe, "-n", "-q", "bonding"], capture_output=True, check=False)
-    return probe.returncode == 0
-
-
 class Pyroute2Backend(Backend):
     name = "pyroute2"
     summary = "netlink through the pyroute2 library (example third-party plugin)"
@@ -190,8 +196,9 @@ class Pyroute2Backend(Backend):
         spec = importlib.util.find_spec("pyroute2")  # finds it without importing it
         if spec is None:
             return Availability(False, "the pyroute2 library is not installed")
-        if not _bonding_loadable():
-            return Availability(False, "the bonding driver is not loaded and cannot be loaded")
+        why = kernel_can_bond()
+        if why is not None:
+            return Availability(False, why)
         return Availability(True, f"uses pyroute2 from {os.path.dirname(spec.origin or '?')}")
 
     # -- changes ----------------------------------------------------------------------------
@@ -214,7 +221,7 @@ class Pyroute2Backend(Backend):
                     kwargs = _resolve(kwargs, lookup)
                     if isinstance(kwargs.get("net_ns_fd"), str):
                         # opened (and checked to be a network namespace) by us, closed by us
-                        kwargs["net_ns_fd"] = rtnl.open_netns(kwargs["net_ns_fd"])
+                        kwargs["net_ns_fd"] = open_netns(kwargs["net_ns_fd"])
                     try:
                         ipr.link(command, **kwargs)
                     finally:
@@ -264,8 +271,8 @@ def _ipr(netns: Netns) -> Iterator[Any]:
         # here, seconds in a slow guest, with a 2 s reply timeout. Moving only this thread
         # into the namespace for the socket() call does the same in microseconds.
         try:
-            with rtnl.enter_netns(_netns_target(netns)):
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, rtnl.NETLINK_ROUTE)
+            with enter_netns(_netns_target(netns)):
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
         except OSError as exc:
             raise KernelError(f"cannot enter network namespace {netns.label}: "
                               f"{exc.strerror or exc}") from None
@@ -306,14 +313,14 @@ def _numbered(nla: Any) -> dict[int, Any]:
             out[numbers[slot.name]] = slot.value
             continue
         cell = slot.nla  # pyroute2 keeps the header and the bytes of what it cannot name
-        number = cell["header"]["type"] & rtnl.NLA_TYPE_MASK
+        number = cell["header"]["type"] & NLA_TYPE_MASK
         start = cell.offset + 4
         out[number] = Raw(bytes(cell.data[start:cell.offset + cell["header"]["length"]]))
     return out
 
 
 def _wire(value: Any, wire: str) -> Any:
-    return rtnl.decode(wire, value.payload) if isinstance(value, Raw) else value
+    return decode(wire, value.payload) if isinstance(value, Raw) else value
 
 
 def _kind(msg: Any) -> str:
@@ -335,7 +342,7 @@ def decode_link(msg: Any, names: Mapping[int, str]) -> Link:
         index=int(msg["index"]),
         mtu=int(msg.get_attr("IFLA_MTU") or 0),
         mac=mac,
-        up=bool(msg["flags"] & rtnl.IFF_UP),
+        up=bool(msg["flags"] & IFF_UP),
         operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN"),
         kind=_kind(msg),
         master=names.get(master) if master else None,
@@ -394,7 +401,7 @@ def _slave(msg: Any) -> SlaveState:
         queue_id=int(_wire(data.get(queue_id.ifla, 0), queue_id.wire)),
         prio=_wire(data[prio.ifla], prio.wire) if prio.ifla in data else None,
         ad_aggregator_id=fields.get("ad_aggregator_id"),
-        up=bool(msg["flags"] & rtnl.IFF_UP),
+        up=bool(msg["flags"] & IFF_UP),
         operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN"),
         mtu=int(msg.get_attr("IFLA_MTU") or 0),
         mac=msg.get_attr("IFLA_ADDRESS") or "",
@@ -422,7 +429,7 @@ def decode_bond(msg: Any, slaves: Sequence[Any], names: Mapping[int, str], netns
         mode=str(mode.parse(_wire(data.get(mode.ifla, 0), mode.wire))),
         options=_bond_options(data, names),
         slaves=tuple(_slave(s) for s in slaves),
-        up=bool(msg["flags"] & rtnl.IFF_UP),
+        up=bool(msg["flags"] & IFF_UP),
         operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN"),
         mtu=int(msg.get_attr("IFLA_MTU") or 0),
         mac=msg.get_attr("IFLA_ADDRESS") or "",
