@@ -11,7 +11,7 @@ from ..document import Bond, from_mapping
 from ..errors import ValidationError
 from ..ipconfig import Route
 from ..options import OPTIONS, Option, Value
-from . import Files, Parsed, by_key, duration, expressible, parse_duration, truth
+from . import Files, Parsed, by_key, duration, expressible, networkd, parse_duration, truth
 
 FILE = "90-bondctl.yaml"
 
@@ -49,7 +49,8 @@ def export(bonds: list[Bond]) -> Files:
     warnings: list[str] = []
     for bond in bonds:
         spec = bond.spec
-        options, said = expressible(bond, "netplan", lambda o: o.netplan is not None)
+        options, said = expressible(bond, "netplan", lambda o: o.netplan is not None
+                                    and networkd.reaches_kernel(bond, o))
         warnings += said
         for slave in spec.slave_names:
             ethernets[slave] = {}

@@ -19,12 +19,17 @@ from . import Files, Parsed, by_key, duration, expressible, parse_duration, trut
 PREFIX = "10-"
 
 
-def _can(bond: Bond, opt: Option) -> bool:
+def reaches_kernel(bond: Bond, opt: Option) -> bool:
     """systemd-networkd sends LearnPacketIntervalSec= to the kernel only with ARPIntervalSec=
-    (its bond.c nests it there): without, it is silently ignored."""
+    (its bond.c nests it there): without, it is silently ignored. netplan renders through
+    networkd, so the same holds there."""
     if opt.name == "lp_interval":
         return bool(bond.spec.options.get("arp_interval"))
-    return opt.networkd is not None
+    return True
+
+
+def _can(bond: Bond, opt: Option) -> bool:
+    return opt.networkd is not None and reaches_kernel(bond, opt)
 
 
 def render(opt: Option, value: Value) -> str:

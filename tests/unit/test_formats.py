@@ -55,7 +55,7 @@ BONDS = [from_mapping(item) for item in (LACP, BACKUP, ARP, TLB)]
 
 def can(fmt: str, bond: Bond, name: str) -> bool:
     opt = OPTIONS[name]
-    if fmt == "networkd" and name == "lp_interval":  # networkd sends it only with ARP
+    if fmt in ("networkd", "netplan") and name == "lp_interval":  # sent only with ARP
         return bool(bond.spec.options.get("arp_interval"))
     return {"networkd": opt.networkd is not None, "netplan": opt.netplan is not None,
             "nmstate": opt.nmstate, "nm-keyfile": opt.nm, "ifupdown2": opt.ifupdown2}[fmt]
