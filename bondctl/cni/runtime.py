@@ -148,7 +148,7 @@ def _copy_module(name: str, site: Path) -> None:
 
 def _write_dist_info(site: Path) -> None:
     """bondctl's entry points, which bondctl.entrypoints reads to register the backends."""
-    from .entrypoints import entry_points
+    from ..entrypoints import entry_points
 
     ours = [ep for ep in entry_points("bondctl.backends") if ep.dist.lower() == "bondctl"]
     if not ours:
