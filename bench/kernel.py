@@ -365,7 +365,9 @@ def many_bonds(count: int, runs: int, scratch: Path,
 def run(*, runs: int, parallel: int, parallel_rounds: int, bonds: int,
         log: Callable[[str], None] = print,
         parts: Sequence[str] = ("latency", "parallel", "many_bonds")) -> dict[str, Any]:
-    if not os.path.isdir("/sys/module/bonding") and subprocess.run(
+    from bondctl.kernel import bonding_loaded
+
+    if not bonding_loaded() and subprocess.run(
             ["modprobe", "-q", "bonding"], capture_output=True, check=False).returncode:
         raise BenchError("this kernel has no bonding driver: run with --uml")
     STATE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
