@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .errors import ValidationError
 from .names import check_ifname
@@ -89,16 +89,6 @@ class BondSpec(NamedTuple):
     def slave_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.slaves)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "mode": self.mode,
-            "options": dict(self.options),
-            "slaves": [{"name": s.name, **s.options} for s in self.slaves],
-            "mtu": self.mtu,
-            "mac": self.mac,
-        }
-
 
 def _with_slave_options(
     slave: SlaveSpec, raw: Mapping[str, object] | None, mode: str
@@ -172,22 +162,6 @@ class BondState(NamedTuple):
 
     def slave(self, name: str) -> SlaveState | None:
         return next((s for s in self.slaves if s.name == name), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "netns": self.netns,
-            "mode": self.mode,
-            "up": self.up,
-            "operstate": self.operstate,
-            "mtu": self.mtu,
-            "mac": self.mac,
-            "active_slave": self.active_slave,
-            "options": {k: list(v) if isinstance(v, tuple) else v
-                        for k, v in sorted(self.options.items())},
-            "ad_info": dict(self.ad_info) if self.ad_info else None,
-            "slaves": [s._asdict() for s in self.slaves],
-        }
 
 
 class Drift(NamedTuple):

@@ -72,5 +72,7 @@ def test_diff_ignores_target_order():
 def test_to_dict_is_json_ready():
     import json
 
-    json.dumps(state().to_dict())
-    json.dumps(spec().to_dict())
+    from tests.unit.helpers import spec_dict, state_dict
+
+    json.dumps(state_dict(state()))
+    json.dumps(spec_dict(spec()))
