@@ -1,8 +1,8 @@
 """A `bondctl agent` for the benchmarks: started, waited for, stopped.
 
-With `stop_at_kernel`, each request child ends (exit 0) at its first netlink socket or process
-spawn, as bench/addpath.py ends the direct path: `dist/bond` timed against such an agent is
-"exec of bond to its first netlink request" in agent mode.
+With `stop_at_kernel`, each request child answers the shim (exit status 0) and ends at its
+first netlink socket or process spawn, as bench/addpath.py ends the direct path: `dist/bond`
+timed against such an agent is "exec of bond to its first netlink request" in agent mode.
 """
 
 from __future__ import annotations
@@ -19,17 +19,26 @@ from .startup import ROOT, python
 
 HOOKED = """\
 import os, sys
-zygote = os.getpid()
+from bondctl.cni import agent, wire
 SPAWNS = {"subprocess.Popen", "os.posix_spawn", "os.exec", "os.system", "os.forkpty"}
+serving = []  # in a request child: the connection to the shim, once the request runs
+run_request = agent.run_request
+
+def serve(request, conn):
+    serving.append(conn)
+    return run_request(request, conn)
 
 def first_kernel_call(event, args):
-    if os.getpid() != zygote and (
-            (event == "socket.__new__" and args[1] == 16) or event in SPAWNS):
+    # Only a request's own calls: a spare getting ready, or the zygote, is never stopped.
+    if serving and ((event == "socket.__new__" and args[1] == 16) or event in SPAWNS):
+        # The shim is answered here, as the child would answer it when done: what is timed
+        # ends at the first netlink request, not at this process's teardown.
+        serving[0].sendall(wire.reply(wire.FINISHED, 0))
         os._exit(0)
 
+agent.run_request = serve
 sys.addaudithook(first_kernel_call)
-from bondctl.cni.agent import main
-sys.exit(main(sys.argv[1:]))
+sys.exit(agent.main(sys.argv[1:]))
 """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from time import monotonic
 
 from .versions import LATEST, SUPPORTED_VERSIONS
 
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
 # Who runs this request: "agent" in a request child of `bondctl agent` (agent.py). The plugin's
 # log lines of an agent-served request say so: how an admin tells the two modes apart.
 SERVED_BY = "direct"
+# The agent's request child sets a list here: (phase, monotonic time) marks for its debug log.
+MARKS: list[tuple[str, float]] | None = None
+
+
+def _mark(phase: str) -> None:
+    if MARKS is not None:
+        MARKS.append((phase, monotonic()))
 
 
 def _print(obj: dict[str, Any]) -> None:
@@ -63,6 +71,7 @@ def _error(version: str, code: int, msg: str, details: str = "") -> int:
 
 def main() -> int:
     stdin = _read_stdin()
+    _mark("stdin")
     if os.environ.get("CNI_COMMAND") == "VERSION":
         _print(version_info(stdin))
         return 0
@@ -108,9 +117,12 @@ def _run(stdin: bytes, log: Any) -> int:
         log.warning(warning)
     from .plugin import run
 
+    _mark("parse")
     result = run(env, conf)
+    _mark("run")
     if result is not None:
         _print(result)
+        _mark("print")
     return 0
 
 

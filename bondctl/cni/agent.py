@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -36,6 +37,10 @@ SOCKET_ENV = "BONDCTL_AGENT_SOCKET"  # read by the shim too: where it looks for 
 DEFAULT_TIMEOUT = 300.0  # seconds a request may run: above IPAM's own 120 s limit
 READ_TIMEOUT = 5.0  # seconds a client has to send its whole request
 WORKER_RESTART_DELAY = 1.0
+# Request children forked ahead. Two: a DEL right after its ADD (a runtime's retry, a pod that
+# fails to start) finds one that has finished getting ready, not one still copying pages.
+SPARES = 2
+QUIET = 0.2  # seconds without requests before used spares are replaced (_refill_wait)
 # The caller's BONDCTL_* variables are dropped, save these: the ADD steps' fault hooks of
 # plugin.py, which only fail or kill the caller's own request (a root caller can equally run
 # the direct path with them). Where state and logs may go (BONDCTL_STATE_ROOT,
@@ -45,6 +50,7 @@ DEFAULT_STATE_DIR = "/var/lib/cni/bond"  # the plugin's default stateDir (cni/co
 REQUEST_ALLOWED = frozenset({"BONDCTL_FAULT", "BONDCTL_FAULT_KILL"})
 AGENT_ONLY = frozenset({SOCKET_ENV})
 _SO_PEERCRED = struct.Struct("3i")
+_HANDOVER = struct.Struct("d")  # with the connection: when the zygote accepted it (monotonic)
 
 
 class Worker:
@@ -93,6 +99,8 @@ def warm() -> None:
 
     for name in registry.BUILTIN:
         registry.builtin(name)
+    for _ in range(10):  # CPython 3.11 specialises code after a few runs: before any fork
+        rehearse()
     die_with(os.getppid(), 0)  # opens libc; signal 0 clears the (unset) death signal
 
 
@@ -104,11 +112,29 @@ _REHEARSAL = (b'{"cniVersion": "1.0.0", "name": "rehearsal", "type": "bond", "mo
               b' "ipam": {"type": "static", "addresses": [{"address": "192.0.2.2/24"}]}}')
 
 
+def get_ready(ctrl: socket.socket) -> None:
+    """What a spare does before its request, at idle priority (the zygote raises it back when
+    it hands a request over, and it does so itself once ready): a forked child copies each
+    page it first writes to, and CPython writes the reference count of every object it uses,
+    so the copies are made here, off the request's path (in User-Mode Linux, where a page
+    fault is dear, they were most of a request's own cost)."""
+    import gc
+
+    gc.disable()  # a short-lived process: a collection would only walk (and copy) pages
+    idle = os.geteuid() == 0  # only root may raise its priority back
+    if idle:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    rehearse()
+    prefault(ctrl)
+    if idle:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def rehearse() -> None:
-    """In a spare, before its request: parse and validate a typical ADD, touching nothing
-    outside this process. A forked child copies each page it first writes to (reference counts
-    of every object the path uses); doing it here takes most of those copies off the request's
-    path (in User-Mode Linux, where a page fault is dear, they are most of a request's cost)."""
+    """Parse and validate a typical ADD and render its result, touching nothing outside this
+    process: in the zygote, so the code is specialised before any fork, and in each spare."""
     from .config import bond_spec, parse_config
     from .env import read_env
     from .result import render
@@ -120,6 +146,22 @@ def rehearse() -> None:
                   "CNI_IFNAME": "bond0", "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": "A=1"})
         render({"cniVersion": "1.0.0", "interfaces": [], "ips": [], "routes": [],
                 "dns": {}}, "1.0.0")
+
+
+_heap: list[object] = []  # the zygote's objects, listed once before the first fork
+
+
+def prefault(ctrl: socket.socket, chunk: int = 256) -> None:
+    """Write to the reference count of every object the zygote holds and of everything they
+    refer to, a chunk at a time, so the pages a request would copy are copied now. Stops as
+    soon as a request waits on `ctrl`: in a burst, serving at once matters more."""
+    import gc
+    import select
+
+    for start in range(0, len(_heap), chunk):
+        if select.select([ctrl], [], [], 0)[0]:
+            return
+        gc.get_referents(*_heap[start:start + chunk])
 
 
 def die_with(parent: int, sig: int) -> None:
@@ -160,9 +202,10 @@ class Agent:
         self.log = log or agent_log()
         self.workers = list(workers)
         self.running: dict[int, Running] = {}
-        self.spare: Spare | None = None
+        self.spares: list[Spare] = []  # oldest first: the one most likely ready
         self.spares_gone: set[int] = set()
         self.stopping = False
+        self.last_request = 0.0  # monotonic time of the last accept or request end
         self.listener: socket.socket | None = None
         self._wake_r = self._wake_w = -1
 
@@ -208,6 +251,8 @@ class Agent:
         warm()
         import gc
 
+        gc.collect()
+        _heap[:] = gc.get_objects()
         gc.freeze()  # what the zygote holds stays out of the children's collections: fewer
         # copied pages per fork
         if self.listener is None:
@@ -225,7 +270,7 @@ class Agent:
                       f"{self.timeout:.0f} s)")
         for worker in self.workers:
             self._start_worker(worker)
-        self.spare = self._fork_spare()
+        self._fill_spares()
         while not (self.stopping and not self.running and not self.spares_gone):
             selector.select(self._next_wait())
             with contextlib.suppress(BlockingIOError):
@@ -236,10 +281,12 @@ class Agent:
             if self.stopping and self.listener is not None:
                 selector.unregister(self.listener)
                 self._close_listener()
-                self._drop_spare()
+                self._drop_spares()
                 self.log.info(f"stopping: {len(self.running)} request(s) in flight")
             if self.listener is not None:
                 self._accept_all()
+            if not self.stopping and (not self.spares or self._refill_wait() == 0.0):
+                self._fill_spares()
             self._restart_workers()
         self._stop_workers()
         self.log.info("stopped")
@@ -248,9 +295,19 @@ class Agent:
     def _stop(self, signum: int, _frame: object) -> None:
         self.stopping = True
 
+    def _refill_wait(self) -> float | None:
+        """Seconds until used spares are replaced: once no request has come or run for QUIET
+        seconds. A fork copies the zygote's page tables, and in User-Mode Linux (one CPU, a
+        kernel that is not preempted) nothing else runs meanwhile: not while requests come."""
+        if len(self.spares) >= SPARES or self.running or self.stopping:
+            return None
+        return max(0.0, self.last_request + QUIET - time.monotonic())
+
     def _next_wait(self) -> float | None:
         now = time.monotonic()
-        waits = [r.deadline - now for r in self.running.values() if not r.killed]
+        refill = self._refill_wait()
+        waits = [] if refill is None else [refill]
+        waits += [r.deadline - now for r in self.running.values() if not r.killed]
         waits += [w.died_at + WORKER_RESTART_DELAY - now for w in self.workers if not w.pid]
         return max(0.0, min(waits)) if waits else None
 
@@ -284,17 +341,24 @@ class Agent:
                                      "agent serves root only"))
             conn.close()
             return
-        spare = self.spare or self._fork_spare()
-        self.spare = None
+        accepted = self.last_request = time.monotonic()
+        spare = self.spares.pop(0) if self.spares else self._fork_spare()
+        # A spare still getting ready runs at idle priority: a request's process must not.
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(spare.pid, os.SCHED_OTHER, os.sched_param(0))
         # The spare takes the connection: it is this request's process now. If it died, its
         # reaping answers the shim, which then goes direct.
         with contextlib.suppress(OSError):
-            socket.send_fds(spare.ctrl, [b"R"], [conn.fileno()])
+            socket.send_fds(spare.ctrl, [_HANDOVER.pack(accepted)], [conn.fileno()])
         spare.ctrl.close()
         self.running[spare.pid] = Running(spare.pid, conn, spare.info,
                                           time.monotonic() + self.timeout)
-        if not self.stopping:
-            self.spare = self._fork_spare()  # off the next request's path
+        if not self.stopping and not self.spares:
+            self._fill_spares()  # a burst: the next request needs one now
+
+    def _fill_spares(self) -> None:
+        while len(self.spares) < SPARES:
+            self.spares.append(self._fork_spare())
 
     def _fork_spare(self) -> Spare:
         """A request child forked ahead of its request: fork and what follows it in the child
@@ -314,10 +378,18 @@ class Agent:
                 # path's process would: each shim reports a CNI error and DEL cleans up.
                 die_with(zygote, signal.SIGKILL)
                 self._become_child()
-                rehearse()
-                _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+                get_ready(theirs)
+                data, fds, _, _ = socket.recv_fds(theirs, _HANDOVER.size, 1)
                 theirs.close()
-                status = self._child(socket.socket(fileno=fds[0]), info_w) if fds else 0
+                if fds:
+                    accepted = _HANDOVER.unpack(data)[0] if len(data) == _HANDOVER.size \
+                        else time.monotonic()
+                    if self.log.level <= LEVELS["debug"]:
+                        _marks[:] = [("accept", accepted), ("handover", time.monotonic())]
+                        _faults[:] = [resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
+                    status = self._child(socket.socket(fileno=fds[0]), info_w)
+                else:
+                    status = 0
             except BaseException as exc:  # anything here must end the child
                 with contextlib.suppress(BaseException):
                     self.log.error(f"request child: {type(exc).__name__}: {exc}")
@@ -327,33 +399,35 @@ class Agent:
         theirs.close()
         return Spare(child, ctrl, info_r)
 
-    def _drop_spare(self) -> None:
-        """The spare gets EOF instead of a connection and exits."""
-        if self.spare is not None:
-            self.spare.ctrl.close()
-            os.close(self.spare.info)
-            self.spares_gone.add(self.spare.pid)
-            self.spare = None
+    def _drop_spares(self) -> None:
+        """The spares get EOF instead of a connection and exit."""
+        for spare in self.spares:
+            spare.ctrl.close()
+            os.close(spare.info)
+            self.spares_gone.add(spare.pid)
+        self.spares.clear()
 
     def _reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
             request = self.running.pop(pid, None)
             if request is not None:
-                self._finish(request, status)
+                self.last_request = time.monotonic()
+                self._finish(request, status, usage)
                 continue
-            if self.spare is not None and pid == self.spare.pid:  # died waiting: replace it
+            dead = next((spare for spare in self.spares if spare.pid == pid), None)
+            if dead is not None:  # died waiting: replace it
                 self.log.error(f"spare request child {describe(status, False)}")
-                dead, self.spare = self.spare, None
+                self.spares.remove(dead)
                 dead.ctrl.close()
                 os.close(dead.info)
                 if not self.stopping:
-                    self.spare = self._fork_spare()
+                    self._fill_spares()
                 continue
             if pid in self.spares_gone:
                 self.spares_gone.discard(pid)
@@ -365,19 +439,26 @@ class Agent:
                         self.log.error(f"worker {worker.name} (pid {pid}) "
                                        f"{describe(status, False)}; restarting it")
 
-    def _finish(self, request: Running, status: int) -> None:
-        try:
-            what = os.read(request.info, 1024).decode("utf-8", "replace").strip()
-        except OSError:
-            what = ""
+    def _finish(self, request: Running, status: int, usage: object = None) -> None:
+        # The child has exited: all it wrote is in the pipe. Non-blocking, as a grandchild
+        # forked without exec could still hold the write end.
+        os.set_blocking(request.info, False)
+        chunks = []
+        with contextlib.suppress(OSError):
+            while chunk := os.read(request.info, 4096):
+                chunks.append(chunk)
         os.close(request.info)
+        what, _, detail = b"".join(chunks).decode("utf-8", "replace").partition("\n")
         took = time.monotonic() - request.started
         result = describe(status, request.killed)
-        line = f"{what or 'no request'}: {result} in {took:.3f} s"
+        line = f"{what.strip() or 'no request'}: {result} in {took:.3f} s"
         if request.killed or os.WIFSIGNALED(status):
             self.log.error(line)
         else:
             self.log.info(line)
+        if detail.strip() and usage is not None:
+            self.log.debug(f"{what.strip()}: {detail.strip()}; {usage.ru_minflt} "  # type: ignore[attr-defined]
+                           "page faults in all")
         # A child that answered the shim itself (run_request) is past caring: this second
         # answer then fails or goes unread. One that died first gets it as its only answer.
         with contextlib.suppress(OSError):
@@ -452,10 +533,10 @@ class Agent:
             other.conn.close()
             with contextlib.suppress(OSError):
                 os.close(other.info)
-        if self.spare is not None:  # another spare's: not ours
-            self.spare.ctrl.close()
+        for spare in self.spares:  # the other spares': not ours
+            spare.ctrl.close()
             with contextlib.suppress(OSError):
-                os.close(self.spare.info)
+                os.close(spare.info)
 
     def _child(self, conn: socket.socket, info: int) -> int:
         conn.settimeout(READ_TIMEOUT)
@@ -470,11 +551,52 @@ class Agent:
             return 0
         env = request.env
         os.write(info, (f"{env.get('CNI_COMMAND') or '-'} {env.get('CNI_CONTAINERID') or '-'}"
-                        f"/{env.get('CNI_IFNAME') or '-'}").encode())
-        os.close(info)
+                        f"/{env.get('CNI_IFNAME') or '-'}\n").encode())
         conn.settimeout(None)
         conn.sendall(wire.reply(wire.ACCEPTED))
-        return run_request(request, conn)
+        _mark("read")
+        try:
+            return run_request(request, conn)
+        finally:
+            if _marks:
+                with contextlib.suppress(OSError):
+                    os.write(info, phases().encode())
+            os.close(info)
+
+
+# (phase, monotonic time) in a request child, from the zygote's accept to the answer: the
+# debug log's account of where a request's time went. bondctl.cni.__main__ adds its own.
+_marks: list[tuple[str, float]] = []
+
+
+def _mark(phase: str) -> None:
+    if _marks:  # only at debug level
+        _marks.append((phase, time.monotonic()))
+
+
+def phases() -> str:
+    """`_marks` as "phase ms, ..." (each phase's time since the one before) and the page
+    faults the request took (each one a copied page of the zygote, or a fresh one)."""
+    steps = ", ".join(f"{phase} {(t - _marks[i][1]) * 1000:.1f}"
+                      for i, (phase, t) in enumerate(_marks[1:]))
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - _faults[0] if _faults else 0
+    return f"phases ms: {steps}; {faults} page faults since the handover"
+
+
+_faults: list[int] = []  # minor faults of this child when its request arrived
+
+
+def _mark_steps() -> None:
+    """Each ADD step's end (plugin.reached, the fault-injection hook) marks a phase too."""
+    from . import plugin
+
+    reached = getattr(plugin, "reached", None)
+    if callable(reached):
+        def marked(step: str) -> None:
+            _mark(f"step {step}")
+            reached(step)
+
+        plugin.reached = marked
 
 
 def run_request(request: wire.Request, conn: socket.socket) -> int:
@@ -488,6 +610,7 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
     stdin, stdout, stderr, caller_ns = request.fds[:4]
     setns(caller_ns)  # EINVAL if it is not a network namespace: the request fails
     os.close(caller_ns)
+    _mark("setns")
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         os.dup2(fd, target)
         os.close(fd)
@@ -505,6 +628,10 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
     log.__init__()  # type: ignore[misc]  # the plugin's log as a fresh process has it
     atexit._clear()  # only this request's exit work (StateDir.close) runs below
     __main__.SERVED_BY = "agent"
+    if _marks:
+        __main__.MARKS = _marks
+        _mark_steps()
+    _mark("setup")
     try:
         status = __main__.main()
     except SystemExit as exc:
@@ -516,6 +643,7 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
         atexit._run_exitfuncs()
+        _mark("exit work")
     # Answer before this process is torn down: the caller's stdio closed first (the runtime
     # reads stdout to EOF), then the status. Past this point nothing is left to do; if we die
     # before it, the zygote answers with how we died.
@@ -524,6 +652,7 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
         os.dup2(devnull, fd)
     with contextlib.suppress(OSError):
         conn.sendall(wire.reply(wire.FINISHED, (status & 0xFF) << 8))  # a wait status
+    _mark("answer")
     return status
 
 

@@ -6,6 +6,7 @@ and in the CNI kernel suite's agent mode.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -262,9 +264,10 @@ def test_sigterm_finishes_requests_in_flight_then_exits(tmp_path: Path) -> None:
     assert agent.proc is not None
     slow = subprocess.Popen([str(SHIM)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env={"CNI_COMMAND": "VERSION", "BONDCTL_AGENT_SOCKET": agent.socket})
+    assert slow.stdin is not None
     end = time.monotonic() + 30
-    while len(_children(agent.proc.pid)) < 2 and time.monotonic() < end:
-        time.sleep(0.02)  # the request's child and the next spare: in flight (waits for stdin)
+    while not _holds(agent.proc.pid, slow.stdin) and time.monotonic() < end:
+        time.sleep(0.02)  # until a request child holds the shim's stdin: in flight
     agent.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert agent.proc.poll() is None, "the agent left a request in flight"
@@ -273,6 +276,18 @@ def test_sigterm_finishes_requests_in_flight_then_exits(tmp_path: Path) -> None:
     assert slow.returncode == 0 and json.loads(out)["cniVersion"] == "1.0.0"
     assert agent.proc.wait(30) == 0
     assert "stopping: 1 request(s) in flight" in agent.text()
+
+
+def _holds(pid: int, pipe: IO[bytes]) -> bool:
+    """Whether a child of `pid` has `pipe`'s other end (the shim's stdin) among its fds."""
+    want = f"pipe:[{os.fstat(pipe.fileno()).st_ino}]"
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{child}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{child}/fd/{fd}") == want:
+                        return True
+    return False
 
 
 def _children(pid: int) -> list[str]:
