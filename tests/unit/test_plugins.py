@@ -10,6 +10,7 @@ tests/kernel/test_plugin_backend.py).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.unit.helpers import state_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "bondctl-pyroute2"
@@ -360,7 +363,9 @@ def test_a_dump_decodes_completely_even_where_pyroute2_has_no_names(venv: Venv) 
     """A bond as the kernel reports it (built with bondctl.netlink), decoded through pyroute2:
     attributes pyroute2 cannot name (peer_notif_delay, arp_missed_max, ns_ip6_target, the
     slave's prio) are decoded with the catalogue's wire types, coupled_control included."""
-    out = venv.python("""
+    # The test helper's source goes along: the venv has bondctl and the plugin, not tests/.
+    helper = "from __future__ import annotations\n" + inspect.getsource(state_dict)
+    out = venv.python(helper + textwrap.dedent("""
         import json
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
         from bondctl import netlink as rtnl
@@ -393,9 +398,8 @@ def test_a_dump_decodes_completely_even_where_pyroute2_has_no_names(venv: Venv) 
         where = Netns("/run/netns/x", "x")
         state = decode_bond(bond, [slave], names, where)
         link = decode_link(slave, names)
-        bond = {key: getattr(state, key) for key in ("name", "mode", "mtu", "mac", "netns")}
-        print(json.dumps({"bond": bond, "link": [link.name, link.master, link.up]}))
-    """)
+        print(json.dumps({"bond": state_dict(state), "link": [link.name, link.master, link.up]}))
+    """))
     bond = out["bond"]
     assert (bond["name"], bond["mode"], bond["mtu"], bond["mac"], bond["netns"]) == (
         "bond0", "active-backup", 1500, "02:00:00:00:00:0a", "x")
