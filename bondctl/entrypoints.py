@@ -10,6 +10,10 @@ import os
 import sys
 from typing import NamedTuple
 
+# Where backends register, bondctl's own included. Named here, the one module every reader of
+# entry points (the registry, the pluggy hookspecs, completion, the pip runtime) already imports.
+BACKENDS_GROUP = "bondctl.backends"
+
 
 class EntryPoint(NamedTuple):
     name: str

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from .entrypoints import BACKENDS_GROUP
+
 if TYPE_CHECKING:
     from .backend import Backend
 
 PROJECT = "bondctl"
-ENTRY_POINT_GROUP = "bondctl.backends"
+ENTRY_POINT_GROUP = BACKENDS_GROUP
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 # pluggy's own marker, for plugins written against it; bondctl.plugin.hookimpl (the pluggy-free

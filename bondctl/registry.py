@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .backend import Availability, Backend
-from .entrypoints import entry_points
+from .entrypoints import BACKENDS_GROUP, entry_points
 from .errors import BackendUnavailableError, ValidationError
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # The built-in backends, highest priority first (a unit test holds this to their `priority`).
 BUILTIN = {"netlink": "bondctl.backends.netlink", "iproute2": "bondctl.backends.iproute2",
            "sysfs": "bondctl.backends.sysfs"}
-ENTRY_POINT_GROUP = "bondctl.backends"  # hookspecs.ENTRY_POINT_GROUP, without importing pluggy
+ENTRY_POINT_GROUP = BACKENDS_GROUP
 
 
 def builtin(name: str) -> type[Backend]:

@@ -102,9 +102,9 @@ def _netns(ctx: Any) -> str | None:
 
 
 def backends(incomplete: str) -> list[str]:
-    from bondctl.entrypoints import entry_points
+    from bondctl.entrypoints import BACKENDS_GROUP, entry_points
 
-    return sorted(ep.name for ep in entry_points("bondctl.backends")
+    return sorted(ep.name for ep in entry_points(BACKENDS_GROUP)
                   if ep.name.startswith(incomplete))
 
 

@@ -148,9 +148,9 @@ def _copy_module(name: str, site: Path) -> None:
 
 def _write_dist_info(site: Path) -> None:
     """bondctl's entry points, which bondctl.entrypoints reads to register the backends."""
-    from ..entrypoints import entry_points
+    from ..entrypoints import BACKENDS_GROUP, entry_points
 
-    ours = [ep for ep in entry_points("bondctl.backends") if ep.dist.lower() == "bondctl"]
+    ours = [ep for ep in entry_points(BACKENDS_GROUP) if ep.dist.lower() == "bondctl"]
     if not ours:
         raise InstallError("this bondctl has no `bondctl.backends` entry points: is it "
                            "installed (pip install), not just on sys.path?")
