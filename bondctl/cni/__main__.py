@@ -1,16 +1,17 @@
 """The `bond` CNI plugin executable: dispatch on CNI_COMMAND, print the result or the error.
 
-Kept lean: VERSION imports nothing beyond json, and the other commands import backends only
-when they change something (podman calls VERSION on every plugin for every command).
+Kept lean: VERSION imports nothing beyond bondctl.cni.jsondoc (no json, re or enum), and the
+other commands import backends only when they change something (podman calls VERSION on every
+plugin for every command).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from time import monotonic
 
+from .jsondoc import decode, pretty  # the json package would cost ~10 ms (re, enum) per start
 from .versions import LATEST, SUPPORTED_VERSIONS
 
 TYPE_CHECKING = False  # typing costs milliseconds to import: VERSION never needs it
@@ -30,14 +31,16 @@ def _mark(phase: str) -> None:
 
 
 def _print(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, indent=4) + "\n")
+    sys.stdout.write(pretty(obj) + "\n")
     sys.stdout.flush()
 
 
 def _requested_version(stdin: bytes) -> str:
     """The cniVersion of the config, if it is one we speak: errors are reported in it."""
+    if not stdin.strip():
+        return LATEST  # as for any other non-JSON, without importing json to say so
     try:
-        obj = json.loads(stdin)
+        obj = decode(stdin)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return LATEST
     if isinstance(obj, dict):

@@ -9,11 +9,14 @@ last occurrence; `fields` then folds in order and the last key wins, as in Go.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
+import _json
 
 from .errors import DECODE_FAILURE, CniError
+
+TYPE_CHECKING = False  # typing (and collections) cost milliseconds to import, per pod start
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 # Far beyond any CNI document, far below Python's recursion limit: whatever reaches copy,
 # repr or the (recursive) pretty-printer of the result cannot blow the stack.
@@ -48,7 +51,7 @@ def loads(raw: bytes, what: str) -> Any:
     """Decoded JSON, objects keyed in last-occurrence order, at most MAX_DEPTH deep; anything
     else is CniError code 6 naming `what`."""
     try:
-        obj = json.loads(raw, object_pairs_hook=_last_wins)
+        obj = decode(raw, _last_wins)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CniError(DECODE_FAILURE, f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -74,3 +77,137 @@ def depth(obj: object) -> int:
         deepest = max(deepest, level)
         stack.extend((child, level + 1) for child in value)
     return deepest
+
+
+# -- JSON without the json package ---------------------------------------------------------------
+# `import json` costs ~10 ms CPU on every plugin start: json.decoder imports re, and re imports
+# enum and builds its tables. The C half of json (_json, what json.loads and json.dumps run
+# anyway) needs none of that. Anything the fast paths below do not handle exactly as the json
+# package would (an error to report, a BOM or UTF-16/32 input, keys that are not strings, a value
+# of another type) is handed to the json package itself, so results and error messages are its.
+_WS = " \t\n\r"  # json.decoder.WHITESPACE
+
+
+class _Decoding:
+    """What _json.make_scanner reads of a json.JSONDecoder."""
+
+    __slots__ = ("object_hook", "object_pairs_hook", "parse_constant", "parse_float",
+                 "parse_int", "strict")
+
+    def __init__(self, object_pairs_hook: Any) -> None:
+        self.object_hook = None
+        self.object_pairs_hook = object_pairs_hook
+        self.parse_float = float
+        self.parse_int = int
+        self.parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                               "NaN": float("nan")}.__getitem__
+        self.strict = True
+
+
+_scanners: dict[object, Any] = {}
+
+
+def decode(raw: bytes | str, object_pairs_hook: Any = None) -> Any:
+    """json.loads(raw, object_pairs_hook=...), exceptions included."""
+    scan = _scanners.get(object_pairs_hook)
+    if scan is None:
+        scan = _scanners[object_pairs_hook] = _json.make_scanner(
+            _Decoding(object_pairs_hook))  # type: ignore[arg-type]  # reads these attributes
+    text = None
+    if isinstance(raw, bytes) and raw[:1] not in (b"\xef", b"\xfe", b"\xff", b"\x00") \
+            and raw[1:2] != b"\x00":
+        try:  # noqa: SIM105  # contextlib.suppress: 3 ms of imports (collections, functools)
+            text = raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            pass
+    if text is not None:
+        start = len(text) - len(text.lstrip(_WS))
+        try:
+            obj, end = scan(text, start)
+        except (StopIteration, SystemError):  # SystemError: _json reports errors through
+            pass  # json.decoder, which it does not import itself
+        else:
+            if not text[end:].strip(_WS):
+                return obj
+    import json  # the error (or the unusual input) as json reports it
+
+    return json.loads(raw, object_pairs_hook=object_pairs_hook)
+
+
+_ENCODE_STR = _json.encode_basestring_ascii
+
+
+def _fail(obj: object) -> Any:
+    raise _Unusual
+
+
+class _Unusual(Exception):
+    pass
+
+
+_scalar = _json.make_encoder(None, _fail, _ENCODE_STR, None, ": ", ", ", False, False, True)
+
+
+def dumps(obj: object) -> str:
+    """json.dumps(obj)."""
+    # A fresh markers dict per call, as json's: how it tells a cycle from a repeated value.
+    encode = _json.make_encoder({}, _fail, _ENCODE_STR, None, ": ", ", ", False, False, True)
+    try:
+        return "".join(encode(obj, 0))
+    except _Unusual:
+        import json
+
+        return json.dumps(obj)
+
+
+def pretty(obj: object) -> str:
+    """json.dumps(obj, indent=4), which json runs in pure Python (milliseconds for a result)."""
+    out: list[str] = []
+    try:
+        _pretty(obj, "\n", out)
+    except (_Unusual, RecursionError):
+        import json
+
+        return json.dumps(obj, indent=4)
+    return "".join(out)
+
+
+def _pretty(obj: object, newline: str, out: list[str]) -> None:
+    if isinstance(obj, str):
+        out.append(_ENCODE_STR(obj))
+    elif isinstance(obj, dict):
+        if not obj:
+            out.append("{}")
+            return
+        inner = newline + "    "
+        sep = "{" + inner
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise _Unusual
+            out.append(sep)
+            out.append(_ENCODE_STR(key))
+            out.append(": ")
+            _pretty(value, inner, out)
+            sep = "," + inner
+        out.append(newline + "}")
+    elif isinstance(obj, list | tuple):
+        if not obj:
+            out.append("[]")
+            return
+        inner = newline + "    "
+        sep = "[" + inner
+        for value in obj:
+            out.append(sep)
+            _pretty(value, inner, out)
+            sep = "," + inner
+        out.append(newline + "]")
+    elif obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif type(obj) is int:
+        out.append(int.__repr__(obj))
+    else:  # floats, int subclasses, anything else: as json writes them, or its error
+        out.append("".join(_scalar(obj, 0)))
