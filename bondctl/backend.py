@@ -7,14 +7,23 @@ bondctl.ops, once, for every backend.
 
 from __future__ import annotations
 
+import _socket
+import errno
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import ClassVar, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from .errors import KernelError, NotFoundError
 from .model import BondState, Link
 from .netns import Netns
 from .steps import Step, describe
+
+if TYPE_CHECKING:
+    from .netlink import Link as KernelLink
+    from .netlink import Route, Rtnl
+
+    RouteHops = tuple[Route, list[tuple[int, str | None]]]
 
 
 class Availability(NamedTuple):
@@ -32,7 +41,120 @@ class StepError(KernelError):
         self.done = done
 
 
-class Backend(ABC):
+class LinkContract:
+    """The part of the contract about links, addresses and routes (what the CNI needs beyond
+    bonds), written once here over rtnetlink. Every Backend has it and may override any of it;
+    on its own it serves whoever must reach links before or without a backend (the CNI's
+    checks before the bond is made, and its undoing, which must not depend on the configured
+    backend being usable now). Links are named by ifindex: a name is the namespace owner's to
+    change, an index is not. The kernel's refusals come out as OSError (a NetlinkError)."""
+
+    def link_records(self, netns: Netns) -> list[KernelLink]:
+        """Every link with its flags, kind, permanent MAC, master, lower link and index."""
+        with _rtnl(netns) as sock:
+            return sock.list_links()
+
+    def link_record(self, link: int | str, netns: Netns) -> KernelLink | None:
+        with _rtnl(netns) as sock:
+            return sock.get_link(link)
+
+    def set_link(self, index: int, netns: Netns, *, up: bool | None = None,
+                 mtu: int | None = None, mac: str | None = None, name: str | None = None,
+                 master: int | None = None) -> None:
+        """Change a link's attributes in one request; master=0 releases it from its master."""
+        with _rtnl(netns) as sock:
+            sock.set_link(index, up=up, mtu=mtu, address=mac, ifname=name, master=master)
+
+    def move_link(self, index: int, netns: Netns, target: Netns | int,
+                  name: str | None = None) -> None:
+        """Take a link down and into `target` (a namespace, or an fd on one), renamed to
+        `name` if given: it arrives under that name or not at all."""
+        from .netlink import open_netns
+
+        fd = target if isinstance(target, int) else open_netns(target.path or "/proc/self/ns/net")
+        try:
+            with _rtnl(netns) as sock:
+                sock.set_link(index, up=False, netns_fd=fd, ifname=name)
+        finally:
+            if not isinstance(target, int):
+                os.close(fd)
+
+    def delete_link(self, index: int, netns: Netns) -> None:
+        with _rtnl(netns) as sock:
+            sock.del_link(index)
+
+    def addresses(self, index: int, netns: Netns) -> list[str]:
+        """The link's addresses as "address/prefix"."""
+        with _rtnl(netns) as sock:
+            return [cidr for _, _, cidr in sock.list_addresses(index)]
+
+    def add_address(self, index: int, cidr: str, netns: Netns, *,
+                    broadcast: str | None = None) -> None:
+        """Add an address (EEXIST if there); an IPv4 one may get a broadcast address."""
+        from . import netlink as nl
+
+        family, raw, prefix = nl.parse_cidr(cidr)
+        attrs = nl.nla(nl.IFA_LOCAL, raw) + nl.nla(nl.IFA_ADDRESS, raw)
+        if broadcast is not None:
+            attrs += nl.nla(IFA_BROADCAST, _socket.inet_pton(family, broadcast))
+        with _rtnl(netns) as sock:
+            sock.request(nl.RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL,
+                         nl.ifaddrmsg(family, prefix, index) + attrs)
+
+    def routes(self, netns: Netns) -> list[RouteHops]:
+        """Every IPv4 and IPv6 route of every table, each with its multipath next hops as
+        (ifindex, gateway): a multipath route has no output link, only hops that name one."""
+        from . import netlink as nl
+        from .hostlinks import multipath_hops
+
+        out = []
+        with _rtnl(netns) as sock:
+            for family in (nl.AF_INET, nl.AF_INET6):
+                query = nl.rtmsg(family, table=nl.RT_TABLE_UNSPEC, protocol=0, route_type=0)
+                for msg in sock.request(nl.RTM_GETROUTE, nl.NLM_F_DUMP, query):
+                    if msg.type != nl.RTM_NEWROUTE:
+                        continue
+                    route = nl.decode_route(msg)
+                    multipath = nl.parse_attrs(msg.payload, nl.RTMSG_LEN).get(RTA_MULTIPATH)
+                    out.append((route, multipath_hops(route.family, multipath)
+                                if multipath else []))
+        return out
+
+    def add_route(self, dst: str, gateway: str | None, oif: int, netns: Netns, *,
+                  table: int | None = None, metric: int | None = None) -> None:
+        """Add a unicast route through link `oif`; dst is a prefix or 'default'."""
+        with _rtnl(netns) as sock:
+            sock.add_route(dst, gateway, oif, table=table, metric=metric)
+
+    def lower_is_local(self, index: int, netns: Netns) -> bool:
+        """Whether link `index`'s lower link (IFLA_LINK) is in this namespace: with
+        IFLA_LINK_NETNSID it is an index in another one (a veth's peer in a pod, a VLAN whose
+        lower was taken before), which may equal one of ours by chance. False if it is gone."""
+        from . import netlink as nl
+
+        with _rtnl(netns) as sock:
+            try:
+                replies = sock.request(nl.RTM_GETLINK, 0, nl.ifinfomsg(index))
+            except nl.NetlinkError as exc:
+                if exc.errno == errno.ENODEV:
+                    return False
+                raise
+        return nl.IFLA_LINK_NETNSID not in nl.parse_attrs(replies[0].payload, nl.IFINFOMSG_LEN)
+
+    def survey_link(self, index: int, netns: Netns) -> dict[str, Any]:
+        """What the namespace loses when the link leaves it: bondctl.hostlinks.survey."""
+        from .links import Links
+
+        return Links(self, netns).survey(index)
+
+    def restore_link(self, index: int, found: Mapping[str, Any], netns: Netns) -> list[str]:
+        """Put back what survey_link recorded: bondctl.hostlinks.restore; returns failures."""
+        from .links import Links
+
+        return Links(self, netns).restore(index, found)
+
+
+class Backend(LinkContract, ABC):
     """Subclass, fill in the class attributes and the abstract methods, then register the
     class from a `bondctl_register_backends` hook (see bondctl.hookspecs)."""
 
@@ -72,3 +194,13 @@ class Backend(ABC):
 
     def link(self, name: str, netns: Netns) -> Link | None:
         return next((link for link in self.links(netns) if link.name == name), None)
+
+
+RTA_MULTIPATH = 9  # linux/rtnetlink.h
+IFA_BROADCAST = 4  # linux/if_addr.h
+
+
+def _rtnl(netns: Netns) -> Rtnl:
+    from .netlink import Rtnl
+
+    return Rtnl.open(netns.path)

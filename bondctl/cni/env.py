@@ -32,6 +32,9 @@ class CniEnv(NamedTuple):
     ifname: str
     args: dict[str, str]
     path: tuple[str, ...]
+    # The whole environment as the request gave it: the commands read nothing of the process's
+    # own (a resident process serves many requests), and pass it on to IPAM.
+    environ: Mapping[str, str] = {}
 
 
 def read_env(environ: Mapping[str, str] = os.environ) -> CniEnv:
@@ -60,7 +63,7 @@ def read_env(environ: Mapping[str, str] = os.environ) -> CniEnv:
         raise CniError(INVALID_ENV, f"CNI_NETNS {netns!r} must be an absolute path")
     path = search_path(environ.get("CNI_PATH", ""))
     return CniEnv(command, container_id, netns, ifname,
-                  parse_args(environ.get("CNI_ARGS", "")), path)
+                  parse_args(environ.get("CNI_ARGS", "")), path, dict(environ))
 
 
 def search_path(raw: str) -> tuple[str, ...]:

@@ -71,15 +71,19 @@ class StateDir:
     before any use. Locks taken are released, their files removed, by close() (run at exit
     at the latest)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, root: str | None = None) -> None:
+        """`root`: the node's allowed root as the request's environment names it (None: this
+        process's own)."""
         self.path = path
-        self.fd = self._open(path)
+        self.fd = self._open(path, root)
         self._locks: dict[str, int] = {}
         atexit.register(self.close)
 
     @staticmethod
-    def _open(path: str) -> int:
-        root = os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT
+    def _open(path: str, root: str | None) -> int:
+        if root is None:
+            root = os.environ.get(STATE_ROOT_ENV)
+        root = root or DEFAULT_STATE_ROOT
         parts = below(root, path)
         if parts is None:
             raise CniError(INVALID_CONFIG, f"stateDir: {path!r} is not a plain absolute path "
@@ -154,6 +158,14 @@ class StateDir:
                 os.unlink(temp, dir_fd=self.fd)
             raise CniError(IO_FAILURE, f"cannot write state record {key}: {exc.strerror}"
                            ) from None
+
+    def load(self, key: str) -> StateRecord | None:
+        """read(), as a StateRecord."""
+        found = self.read(key)
+        return None if found is None else StateRecord.from_json(found)
+
+    def save(self, key: str, record: StateRecord) -> None:
+        self.write(key, record.to_json())
 
     def remove(self, key: str) -> None:
         try:
@@ -442,3 +454,116 @@ def check_record(obj: object) -> dict[str, Any]:
 def link_lock_name(link: str) -> str:
     # "+" starts no container ID: a link lock never shares a name with an attachment lock.
     return f"+link{_SEP}{link}"
+
+
+# -- the record as the code reads it ---------------------------------------------------------------
+class _Fields:
+    """A record object over the schema's JSON: `_keys` maps each attribute to its JSON key;
+    keys the schema does not know are kept in `extra` and written back as they were."""
+
+    _keys: tuple[tuple[str, str], ...] = ()
+    _omitted_when_none: frozenset[str] = frozenset()  # keys a writer leaves out when unset
+    extra: dict[str, Any]
+
+    def _load(self, obj: dict[str, Any]) -> None:
+        known = {key for _, key in self._keys}
+        for attr, key in self._keys:
+            setattr(self, attr, obj.get(key))
+        self.extra = {k: v for k, v in obj.items() if k not in known}
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.extra)
+        for attr, key in self._keys:
+            value = getattr(self, attr)
+            if value is None and key in self._omitted_when_none:
+                continue
+            out[key] = value.to_json() if isinstance(value, _Fields) else value
+        return out
+
+
+class LinkRecord(_Fields):
+    """One link ADD took: who it is (index, kind, permanent MAC: what DEL finds it by), how it
+    was (name, MTU, MAC, admin state) and, for a host link, what the host lost with it
+    (addresses, routes, sysctls, uppers: bondctl.hostlinks.survey)."""
+
+    _keys = (("name", "name"), ("host", "host"), ("index", "index"),
+             ("pod_index", "podIndex"), ("kind", "kind"), ("mtu", "mtu"), ("mac", "mac"),
+             ("perm_mac", "permMac"), ("up", "up"), ("addresses", "addresses"),
+             ("routes", "routes"), ("sysctls", "sysctls"), ("uppers", "uppers"))
+    # A pod link's record has no survey; ADD never wrote those keys for one.
+    _omitted_when_none = frozenset({"addresses", "routes", "sysctls", "uppers"})
+    name: str
+    host: bool
+    index: int
+    pod_index: int | None
+    kind: str | None
+    mtu: int | None
+    mac: str | None
+    perm_mac: str | None
+    up: bool | None
+    addresses: list[str] | None
+    routes: list[dict[str, Any]] | None
+    sysctls: dict[str, str] | None
+    uppers: list[dict[str, Any]] | None
+
+    def __init__(self, **fields: Any) -> None:
+        self._load({key: fields.get(attr) for attr, key in self._keys})
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> LinkRecord:
+        self = cls.__new__(cls)
+        self._load(obj)
+        return self
+
+    def survey(self) -> dict[str, Any]:
+        """What the host lost with the link, as bondctl.hostlinks.restore takes it."""
+        return {"addresses": self.addresses or [], "routes": self.routes or [],
+                "sysctls": self.sysctls or {}, "uppers": self.uppers or []}
+
+
+class StateRecord(_Fields):
+    """One attachment's state record (schema version 2 on disk; version 1 still read)."""
+
+    _keys = (("version", "version"), ("network", "network"),
+             ("container_id", "containerID"), ("ifname", "ifname"), ("netns", "netns"),
+             ("netns_id", "netnsId"), ("bond", "bond"), ("bond_index", "bondIndex"),
+             ("links_in_container", "linksInContainer"), ("phase", "phase"),
+             ("created", "created"), ("pod", "pod"))
+    _omitted_when_none = frozenset({"pod"})  # only a Kubernetes pod's attachment names one
+    version: int
+    network: str
+    container_id: str
+    ifname: str
+    netns: str
+    netns_id: list[int]
+    bond: str
+    bond_index: int | None
+    links_in_container: bool
+    phase: str
+    created: float
+    pod: dict[str, str] | None
+    links: list[LinkRecord]
+
+    def __init__(self, links: list[LinkRecord], **fields: Any) -> None:
+        self._load({key: fields.get(attr) for attr, key in self._keys})
+        self.links = links
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> StateRecord:
+        """A record check_record() passed (read() does that)."""
+        self = cls.__new__(cls)
+        self._load({k: v for k, v in obj.items() if k != "links"})
+        self.links = [LinkRecord.from_json(link) for link in obj["links"]]
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "links": [link.to_json() for link in self.links]}
+
+    @property
+    def legacy(self) -> bool:
+        """A version 1 record knows the links in the pod by name and permanent MAC only."""
+        return self.version == 1
+
+    @property
+    def attachment(self) -> str:
+        return f"{self.container_id}/{self.ifname}"

@@ -1,6 +1,6 @@
 # ruff: noqa: F811  (the cni fixture is imported from test_cni_support)
 """Host links in the real kernel: what a link loses when it visits a pod (addresses, routes,
-per-device sysctls, its VLANs' admin state), that bondctl.cni.hostlinks records all of it and
+per-device sysctls, its VLANs' admin state), that bondctl.hostlinks records all of it and
 puts it back, and that it refuses an addressed link or the node's primary interface.
 
 The module's code runs inside the throw-away "host" namespace (a python subprocess through
@@ -15,29 +15,34 @@ from typing import Any
 
 import pytest
 
-from bondctl.cni import hostlinks
+from bondctl import hostlinks
 from bondctl.cni.errors import INVALID_CONFIG, CniError
+from bondctl.cni.hostlinks import refuse_unsafe
 from tests.kernel.test_cni_support import cni, host_links  # noqa: F401
 
 SURVEY = """
 import json, sys
-from bondctl.netlink import Rtnl
-from bondctl.cni import hostlinks
-with Rtnl.open() as sock:
-    links = sock.list_links()
-    out = {}
-    for name in sys.argv[1:]:
-        link = next(x for x in links if x.name == name)
-        out[name] = {"index": link.index, "found": hostlinks.survey(sock, link, links)}
+from bondctl import hostlinks
+from bondctl.backend import LinkContract
+from bondctl.links import Links
+from bondctl.netns import CURRENT
+kernel = Links(LinkContract(), CURRENT)
+links = kernel.all()
+out = {}
+for name in sys.argv[1:]:
+    link = next(x for x in links if x.name == name)
+    out[name] = {"index": link.index, "found": hostlinks.survey(kernel, link, links)}
 print(json.dumps(out))
 """
 
 RESTORE = """
 import json, sys
-from bondctl.netlink import Rtnl
-from bondctl.cni import hostlinks
-with Rtnl.open() as sock:
-    print(json.dumps(hostlinks.restore(sock, int(sys.argv[1]), json.load(sys.stdin))))
+from bondctl import hostlinks
+from bondctl.backend import LinkContract
+from bondctl.links import Links
+from bondctl.netns import CURRENT
+kernel = Links(LinkContract(), CURRENT)
+print(json.dumps(hostlinks.restore(kernel, int(sys.argv[1]), json.load(sys.stdin))))
 """
 
 VLANS = ("eth0.100", "eth0.200")
@@ -161,20 +166,20 @@ def test_survey_records_what_the_link_carries_and_refusal_follows(make_netns, ma
                                                                 ("eth0.200", True)]
 
     with pytest.raises(CniError) as primary:
-        hostlinks.refuse_unsafe("eth0", found, allow=False)
+        refuse_unsafe("eth0", found, allow=False)
     assert primary.value.cni_code == INVALID_CONFIG
     assert "eth0 looks like the node's primary interface" in primary.value.msg
     assert "default via 10.77.0.1 metric 50" in primary.value.msg
     with pytest.raises(CniError) as addressed:
-        hostlinks.refuse_unsafe("eth2", surveyed["eth2"]["found"], allow=False)
+        refuse_unsafe("eth2", surveyed["eth2"]["found"], allow=False)
     assert addressed.value.msg.startswith("links: eth2 carries address 10.88.0.5/24,")
     assert "allowAddressedLinks" in addressed.value.msg
     # A bare link (an IPv6 link-local address and the kernel's own routes only) passes, and
     # so does any link when the config allows it.
     bare = surveyed["eth1"]["found"]
     assert bare["addresses"] == bare["routes"] == bare["uppers"] == []
-    hostlinks.refuse_unsafe("eth1", bare, allow=False)
-    hostlinks.refuse_unsafe("eth0", found, allow=True)
+    refuse_unsafe("eth1", bare, allow=False)
+    refuse_unsafe("eth0", found, allow=True)
 
 
 def test_restore_puts_back_everything_a_visit_to_a_pod_took(make_netns, make_links):

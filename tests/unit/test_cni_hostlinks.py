@@ -1,6 +1,7 @@
-"""bondctl.cni.hostlinks' pure logic: which routes and upper devices a host link takes along,
-what refuse_unsafe says, and restore()'s order, tolerance and distrust of its record, against a
-fake socket and a fake /proc/sys. The kernel behaviour is in tests/kernel/test_cni_hostlinks.py."""
+"""bondctl.hostlinks' pure logic: which routes and upper devices a host link takes along, what
+bondctl.cni.hostlinks.refuse_unsafe says, and restore()'s order, tolerance and distrust of its
+record, against a fake of the links contract and a fake /proc/sys. The kernel behaviour is in
+tests/kernel/test_cni_hostlinks.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from bondctl import hostlinks
 from bondctl import netlink as rtnl
-from bondctl.cni import hostlinks
 from bondctl.cni.errors import INVALID_CONFIG, CniError
+from bondctl.cni.hostlinks import refuse_unsafe
 from bondctl.netlink import AF_INET, AF_INET6, Link, NetlinkError, Route
 from bondctl.netlink import socket as netlink_socket
 
@@ -91,15 +93,15 @@ def test_uppers_are_links_stacked_on_it_but_not_its_master_slaves_or_veth_peer()
 
 # --- refusal -----------------------------------------------------------------------------------
 def test_bare_link_and_allowed_link_pass():
-    hostlinks.refuse_unsafe("eth1", {"addresses": [], "routes": [], "sysctls": {"x": "1"},
-                                     "uppers": [{"index": 4, "name": "v", "up": True}]},
-                            allow=False)
-    hostlinks.refuse_unsafe("eth1", {"addresses": ["10.0.0.5/24"], "routes": []}, allow=True)
+    refuse_unsafe("eth1", {"addresses": [], "routes": [], "sysctls": {"x": "1"},
+                           "uppers": [{"index": 4, "name": "v", "up": True}]},
+                  allow=False)
+    refuse_unsafe("eth1", {"addresses": ["10.0.0.5/24"], "routes": []}, allow=True)
 
 
 def refused(found: dict[str, Any]) -> str:
     with pytest.raises(CniError) as caught:
-        hostlinks.refuse_unsafe("eth1", found, allow=False)
+        refuse_unsafe("eth1", found, allow=False)
     assert caught.value.cni_code == INVALID_CONFIG
     return caught.value.msg
 
@@ -140,7 +142,8 @@ def test_long_lists_are_cut_short():
 
 # --- restore -----------------------------------------------------------------------------------
 class FakeSock:
-    """What restore() calls, logged in order; `refuse` maps a call to the errno it fails with."""
+    """The links contract (bondctl.links.Links) as restore() calls it, logged in order;
+    `refuse` maps a call to the errno it fails with."""
 
     def __init__(self, links: list[Link]) -> None:
         self.links = {x.index: x for x in links}
@@ -156,15 +159,10 @@ class FakeSock:
     def get_link(self, index: int) -> Link | None:
         return self.links.get(index)
 
-    def request(self, msg_type: int, flags: int, payload: bytes) -> list[Any]:
-        assert msg_type == rtnl.RTM_NEWADDR
-        family, prefix, _, _, index = struct.unpack_from("=BBBBI", payload)
-        attrs = rtnl.parse_attrs(payload, rtnl.IFADDRMSG_LEN)
-        text = socket.inet_ntop(family, attrs[rtnl.IFA_LOCAL])
-        brd = attrs.get(hostlinks.IFA_BROADCAST)
-        self._fail(("address", index, f"{text}/{prefix}",
-                    socket.inet_ntop(family, brd) if brd else None))
-        return []
+    def add_address(self, index: int, cidr: str, *, broadcast: str | None = None) -> None:
+        # The real encoder's checks (syntax, prefix) raise as they would for the real kernel.
+        rtnl.parse_cidr(cidr)
+        self._fail(("address", index, cidr, broadcast))
 
     def add_route(self, dst: str, gateway: str | None, oif: int | None, *,
                   table: int | None = None, metric: int | None = None) -> None:
