@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from ..errors import ValidationError
 from ..names import check_ifname
@@ -22,19 +20,44 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "STATUS": ("CNI_PATH",),
     "VERSION": (),
 }
-CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.-")
 
 
-class CniEnv(NamedTuple):
-    command: str
-    container_id: str  # "" when the command does not take one
-    netns: str  # "" when not given (DEL, GC, STATUS)
-    ifname: str
-    args: dict[str, str]
-    path: tuple[str, ...]
-    # The whole environment as the request gave it: the commands read nothing of the process's
-    # own (a resident process serves many requests), and pass it on to IPAM.
-    environ: Mapping[str, str] = {}
+class _ContainerId:
+    """The pattern libcni checks CNI_CONTAINERID against, matched without re (re imports enum
+    and compiles: milliseconds on every pod start). As re.match did, a single trailing newline
+    passes ("$" matches before one)."""
+
+    pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
+
+    def match(self, text: str) -> bool:
+        body = text[:-1] if text.endswith("\n") else text
+        return bool(body) and body[0] in _ALNUM and _ID_CHARS.issuperset(body)
+
+
+CONTAINER_ID = _ContainerId()
+
+
+TYPE_CHECKING = False  # typing costs milliseconds to import, on every pod start
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class CniEnv(NamedTuple):
+        command: str
+        container_id: str  # "" when the command does not take one
+        netns: str  # "" when not given (DEL, GC, STATUS)
+        ifname: str
+        args: dict[str, str]
+        path: tuple[str, ...]
+        # The whole environment as the request gave it: the commands read nothing of the
+        # process's own (a resident process serves many requests), and pass it on to IPAM.
+        environ: Mapping[str, str] = {}
+else:  # the same NamedTuple, made without typing: keep the fields in step with the above
+    from collections import namedtuple
+
+    CniEnv = namedtuple("CniEnv", ("command", "container_id", "netns", "ifname", "args",
+                                   "path", "environ"), defaults=({},))
 
 
 def read_env(environ: Mapping[str, str] = os.environ) -> CniEnv:
