@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from .startup import ROOT, python
 
@@ -44,15 +47,16 @@ sys.exit(agent.main(sys.argv[1:]))
 
 @contextlib.contextmanager
 def running(socket_path: Path, env: Mapping[str, str], *, stop_at_kernel: bool = False,
-            timeout: float = 300.0) -> Iterator[str]:
-    """An agent listening on `socket_path` (its log next to it) for the duration."""
+            timeout: float = 300.0, log_level: str = "warning") -> Iterator[str]:
+    """An agent listening on `socket_path` (its log, log_path(socket_path), next to it) for
+    the duration. At log level debug it logs each request's phases (see phases())."""
     socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log = socket_path.with_suffix(".log")
+    log = log_path(socket_path)
     code = HOOKED if stop_at_kernel else "from bondctl.cni.agent import main; main()"
-    argv = [python(), "-c", code, "--socket", str(socket_path), "--log-level", "warning"]
+    argv = [python(), "-c", code, "--socket", str(socket_path), "--log-level", log_level]
     if not stop_at_kernel:
         argv = [python(), "-m", "bondctl.cni.agent", "--socket", str(socket_path),
-                "--log-level", "warning"]
+                "--log-level", log_level]
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, env=dict(env), cwd=ROOT, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=out)
@@ -70,6 +74,32 @@ def running(socket_path: Path, env: Mapping[str, str], *, stop_at_kernel: bool =
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def log_path(socket_path: Path) -> Path:
+    return socket_path.with_suffix(".log")
+
+
+PHASES = re.compile(r" debug: (\w+) \S+: phases ms: (.*); (\d+) page faults since the "
+                    r"handover; (\d+) page faults in all")
+
+
+def phases(log_text: str) -> dict[str, dict[str, Any]]:
+    """Per command, the median ms of each phase of the agent's request children (its debug
+    log's lines) and their page faults: where an agent-served request spends its time."""
+    seen: dict[str, dict[str, list[float]]] = {}
+    for match in PHASES.finditer(log_text):
+        command, steps, after, total = match.groups()
+        into = seen.setdefault(command, {})
+        for step in steps.split(", "):
+            name, _, ms = step.rpartition(" ")
+            into.setdefault(name, []).append(float(ms))
+        into.setdefault("faults after the handover", []).append(float(after))
+        into.setdefault("faults in all", []).append(float(total))
+    return {command: {"requests": len(values["faults in all"]),
+                      "median": {name: round(statistics.median(v), 1)
+                                 for name, v in values.items()}}
+            for command, values in seen.items()}
 
 
 def _answers(path: str) -> bool:

@@ -138,7 +138,8 @@ TRUE = "/bin/true (floor)"
 def variants() -> list[tuple[str, str, str, dict[str, str]]]:
     """(label, backend, plugin executable, extra environment)."""
     venv_bond = str(bin_dir() / "bond")
-    out = [(f"{b} (.venv/bin/bond)", b, venv_bond, {}) for b in BACKENDS]
+    out: list[tuple[str, str, str, dict[str, str]]] = [
+        (f"{b} (.venv/bin/bond)", b, venv_bond, {}) for b in BACKENDS]
     artifact = ROOT / "dist" / "bond"
     if artifact.exists():
         out.append((DIRECT_DIST, "netlink", str(artifact), {"BONDCTL_AGENT_SOCKET": "off"}))
@@ -376,13 +377,17 @@ def run(*, runs: int, parallel: int, parallel_rounds: int, bonds: int,
         in_uml = "User Mode Linux" in Path("/proc/cpuinfo").read_text(errors="replace")
         result: dict[str, Any] = {"kernel": platform.release(), "in_uml": in_uml,
                                   "python": sys.version.split()[0], "runs": runs}
-        from .agent import running
+        from .agent import log_path, phases, running
 
         agent_env = measured_env(BONDCTL_STATE_ROOT=str(STATE_ROOT))
         if "latency" in parts:
             log("kernel: ADD+DEL latency per backend, direct and through the agent")
-            with running(AGENT_SOCKET, agent_env):
+            agent_log = log_path(AGENT_SOCKET)
+            agent_log.unlink(missing_ok=True)
+            # At debug level the agent logs each request's phases, once the shim is answered.
+            with running(AGENT_SOCKET, agent_env, log_level="debug"):
                 result["latency"] = latency(runs, scratch, log)
+            result["latency"]["agent_phases"] = phases(agent_log.read_text(errors="replace"))
         if "parallel" in parts:
             log("kernel: parallel ADDs")
             result["parallel"] = parallel_adds(parallel, parallel_rounds, scratch, log)

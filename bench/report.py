@@ -179,6 +179,13 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_ms(d['p90_ms'])} | {_x(d['x_ip_batch'])} | "
                 f"{_ms(both.get('median_ms'))} | {_x(both.get('x_python'))} | "
                 f"{procs['add']} | {procs['del']} |")
+        for command, seen in lat.get("agent_phases", {}).items():
+            steps = ", ".join(f"{name} {ms:.1f}" for name, ms in seen["median"].items()
+                              if not name.startswith("faults"))
+            add(f"\nThrough the agent, {command}: where its request child's time goes (median "
+                f"ms of {seen['requests']}, from the zygote's accept; its debug log): {steps}; "
+                f"page faults {seen['median']['faults after the handover']:.0f} after the "
+                f"handover, {seen['median']['faults in all']:.0f} in all.")
         for label, v in lat["variants"].items():
             if "spawns_run_netns" in v:
                 s = v["spawns_run_netns"]

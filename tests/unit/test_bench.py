@@ -71,6 +71,27 @@ STRACE = {
 }
 
 
+AGENT_LOG = """\
+2026-12-07T05:21:30 bondctl-agent[1] info: ADD c1/bond0: ok in 0.120 s
+2026-12-07T05:21:30 bondctl-agent[1] debug: ADD c1/bond0: phases ms: handover 1.0, read 2.0, \
+step ipam 40.0, answer 1.0; 200 page faults since the handover; 3000 page faults in all
+2026-12-07T05:21:31 bondctl-agent[1] debug: ADD c1/bond0: phases ms: handover 3.0, read 2.0, \
+step ipam 60.0, answer 1.0; 220 page faults since the handover; 3100 page faults in all
+2026-12-07T05:21:31 bondctl-agent[1] debug: DEL c1/bond0: phases ms: handover 0.5, run 9.0, \
+answer 0.1; 170 page faults since the handover; 3050 page faults in all
+"""
+
+
+def test_agent_phases_from_its_debug_log() -> None:
+    from bench.agent import phases
+
+    seen = phases(AGENT_LOG)
+    assert seen["ADD"] == {"requests": 2, "median": {
+        "handover": 2.0, "read": 2.0, "step ipam": 50.0, "answer": 1.0,
+        "faults after the handover": 210.0, "faults in all": 3050.0}}
+    assert seen["DEL"]["median"]["run"] == 9.0
+
+
 def test_strace_counting() -> None:
     counted = trace.parse(STRACE, "/v/bin/bond")
     assert counted["processes"] == 3
