@@ -21,7 +21,7 @@ from bondctl.kernel import kernel_can_bond
 from bondctl.markers import hookimpl
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.netns import Netns
-from bondctl.options import OPTIONS, SLAVE_OPTIONS, Value
+from bondctl.options import MODE, OPTIONS, SETTINGS, SLAVE_OPTIONS, Value
 from bondctl.steps import CreateBond, DeleteLink, SetBond, SetLink, SetSlave, Step
 
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
@@ -64,8 +64,8 @@ def _bond_args(options: Mapping[str, Value]) -> list[str]:
     args: list[str] = []
     for name, value in options.items():
         opt = OPTIONS[name]
-        if name == "active_slave" and not value:
-            args.append("clear_active_slave")
+        if opt.transient and not value:  # ip has no empty value: clear_active_slave
+            args.append("clear_" + (opt.ip or name))
             continue
         args += [opt.ip or name, _value(name, value)]
     return args
@@ -84,7 +84,7 @@ def step_argv(step: Step) -> list[str]:
             args += ["mtu", str(step.mtu)]
         if step.mac:
             args += ["address", step.mac]
-        return [*args, "type", "bond", "mode", step.mode, *_bond_args(step.options)]
+        return [*args, "type", "bond", *_bond_args({MODE.name: step.mode, **step.options})]
     if isinstance(step, SetBond):
         return ["link", "set", "dev", step.name, "type", "bond", *_bond_args(step.options)]
     if isinstance(step, SetLink):
@@ -116,7 +116,7 @@ class Iproute2Backend(Backend):
     name = "iproute2"
     summary = "the ip command (iproute2), one batch per change"
     priority = 20
-    options = frozenset(name for name, opt in OPTIONS.items() if opt.ip and name != "mode")
+    options = frozenset(name for name, opt in SETTINGS.items() if opt.ip)
     slave_options = frozenset(SLAVE_OPTIONS)
 
     @classmethod
@@ -200,21 +200,10 @@ def _link(item: Mapping[str, Any]) -> Link:
     )
 
 
-def _missing(name: str) -> Value | None:
-    kind = OPTIONS[name].kind
-    if kind in ("ipv4list", "ipv6list"):
-        return ()  # ip leaves out empty target lists
-    if kind == "ifname":
-        return ""  # and an unset primary / active slave
-    return None
-
-
 def _bond_options(data: Mapping[str, Any]) -> dict[str, Value]:
     options: dict[str, Value] = {}
-    for name, opt in OPTIONS.items():
-        if name == "mode":
-            continue
-        raw = data.get(opt.json_key, _missing(name))
+    for name, opt in SETTINGS.items():
+        raw = data.get(opt.json_key, opt.when_absent)
         if raw is None and opt.kind == "enum":
             raw = opt.default  # ip prints an unset arp_validate as null
         if raw is None:
@@ -231,13 +220,13 @@ def _slave(item: Mapping[str, Any]) -> SlaveState:
         mii_status=str(data.get("mii_status", "")).lower(),
         link_failure_count=int(data.get("link_failure_count", 0)),
         perm_hwaddr=str(data.get("perm_hwaddr", "")),
-        queue_id=int(data.get("queue_id", 0)),
-        prio=data.get("prio"),
         ad_aggregator_id=data.get("ad_aggregator_id"),
         up="UP" in item.get("flags", []),
         operstate=item.get("operstate", "UNKNOWN"),
         mtu=item.get("mtu", 0),
         mac=item.get("address", ""),
+        **{opt.name: int(data[opt.json_key]) for opt in SLAVE_OPTIONS.values()
+           if data.get(opt.json_key) is not None},
     )
 
 
@@ -247,7 +236,7 @@ def _bond(item: Mapping[str, Any], slaves: Iterable[Mapping[str, Any]], netns: N
     ad_info = data.get("ad_info")
     return BondState(
         name=item["ifname"],
-        mode=str(OPTIONS["mode"].parse(data.get("mode", OPTIONS["mode"].default))),
+        mode=str(MODE.parse(data.get(MODE.json_key, MODE.default))),
         options=_bond_options(data),
         slaves=tuple(_slave(s) for s in sorted(slaves, key=lambda s: int(s["ifindex"]))),
         up="UP" in item.get("flags", []),

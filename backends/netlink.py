@@ -34,6 +34,7 @@ from bondctl.options import (
     MII_STATES,
     MODE,
     OPTIONS,
+    SETTINGS,
     SLAVE_FIELDS,
     SLAVE_OPTIONS,
     SLAVE_STATES,
@@ -90,7 +91,7 @@ def attribute_name(name: str) -> str:
 
 
 def slave_attribute_name(name: str) -> str:
-    return "IFLA_BOND_SLAVE_" + name.upper()
+    return SLAVE_OPTIONS[name].ifla_name
 
 
 def message(step: Step) -> Message:
@@ -105,7 +106,7 @@ def message(step: Step) -> Message:
 
 def _message(step: Step) -> Message:
     if isinstance(step, CreateBond):
-        data = _bond_data({"mode": step.mode, **step.options})
+        data = _bond_data({MODE.name: step.mode, **step.options})
         attrs = [_ifname(step.name), *_link_attrs(step.mtu, step.mac, None),
                  _linkinfo(BOND_KIND, data)]
         return Message(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL, 0, None,
@@ -171,7 +172,7 @@ def _slave_linkinfo(data: tuple[Attr, ...]) -> Attr:
 
 
 def _bond_data(options: Mapping[str, Value]) -> tuple[Attr, ...]:
-    """IFLA_BOND_* attributes in catalogue order ("mode" first)."""
+    """IFLA_BOND_* attributes in catalogue order (the mode first)."""
     unknown = [name for name in options if name not in OPTIONS]
     if unknown:
         raise ValidationError(f"unknown bonding option {unknown[0]!r}")
@@ -312,15 +313,11 @@ def bond_options(data: Mapping[int, bytes], names: Mapping[int, str]) -> dict[st
     except that an unset slave reference reads "" and an empty target list () (iproute2's
     reader sees the same)."""
     options: dict[str, Value] = {}
-    for name, opt in OPTIONS.items():
-        if opt is MODE:
-            continue
+    for name, opt in SETTINGS.items():
         raw = data.get(opt.ifla)
         if raw is None:
-            if opt.kind in ("ipv4list", "ipv6list"):
-                options[name] = ()
-            elif opt.kind == "ifname":
-                options[name] = ""
+            if opt.when_absent is not None:
+                options[name] = opt.when_absent
             continue
         value = rtnl.decode(opt.wire, raw)
         if opt.wire == "ifindex":
@@ -403,7 +400,7 @@ class NetlinkBackend(Backend):
     name = "netlink"
     summary = "rtnetlink from this process (no commands run), one message per step"
     priority = 30
-    options = frozenset(name for name in OPTIONS if name != "mode")
+    options = frozenset(SETTINGS)
     slave_options = frozenset(SLAVE_OPTIONS)
 
     @classmethod

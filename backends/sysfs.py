@@ -21,7 +21,7 @@ from bondctl.markers import hookimpl
 from bondctl.model import BondState, Link
 from bondctl.names import check_ifname
 from bondctl.netns import Netns
-from bondctl.options import OPTIONS, SLAVE_OPTIONS, Value
+from bondctl.options import MODE, OPTIONS, SETTINGS, SLAVE_OPTIONS, Value
 from bondctl.steps import CreateBond, DeleteLink, MoveLink, SetBond, SetLink, SetSlave, Step
 
 from . import sysfs_netns
@@ -34,7 +34,7 @@ class SysfsBackend(Backend):
     name = "sysfs"
     summary = "the bonding driver's sysfs files (/sys/class/net), as `echo > file` does"
     priority = 10
-    options = frozenset(name for name, opt in OPTIONS.items() if opt.sysfs and name != "mode")
+    options = frozenset(name for name, opt in SETTINGS.items() if opt.sysfs)
     slave_options = frozenset(name for name, opt in SLAVE_OPTIONS.items() if opt.sysfs)
 
     @classmethod
@@ -190,7 +190,7 @@ def render_step(step: Step, known: RenderContext) -> list[str]:
     """The writes (and rtnetlink requests) one step becomes, one line each, as shell text."""
     if isinstance(step, CreateBond):
         lines = [_echo(f"+{step.name}", "bonding_masters"),
-                 _echo(step.mode, step.name, "bonding", "mode")]
+                 _echo(step.mode, step.name, "bonding", MODE.sysfs or MODE.name)]
         lines += _option_lines(step.name, step.options, known, fresh=True)
         known.bonds.add(step.name)
         if step.mtu:

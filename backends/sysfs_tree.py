@@ -19,7 +19,15 @@ from typing import Any
 
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.netns import Netns
-from bondctl.options import AD_INFO_FIELDS, OPTIONS, SLAVE_FIELDS, SLAVE_OPTIONS, Option, Value
+from bondctl.options import (
+    AD_INFO_FIELDS,
+    MODE,
+    SETTINGS,
+    SLAVE_FIELDS,
+    SLAVE_OPTIONS,
+    Option,
+    Value,
+)
 
 ROOT = "/sys/class/net"
 IFF_UP = 0x1
@@ -113,8 +121,8 @@ def parse_option(opt: Option, text: str | None) -> Value | None:
 def bond_options(files: Mapping[str, str]) -> dict[str, Value]:
     """Every option the files report. Netlink-only options (no file) are not seen."""
     options: dict[str, Value] = {}
-    for name, opt in OPTIONS.items():
-        if name == "mode" or opt.sysfs is None:
+    for name, opt in SETTINGS.items():
+        if opt.sysfs is None:
             continue
         value = parse_option(opt, files.get(opt.sysfs))
         if value is not None:
@@ -165,20 +173,21 @@ def to_slave(raw: Mapping[str, Any]) -> SlaveState:
         return files.get(_SLAVE_SYSFS[field], "")
 
     aggregator = text("ad_aggregator_id")
-    queue_file = SLAVE_OPTIONS["queue_id"].sysfs or "queue_id"
+    # Per-slave options without a file (prio) read None: this reader cannot see them.
+    options = {opt.name: _int(files.get(opt.sysfs)) if opt.sysfs else None
+               for opt in SLAVE_OPTIONS.values()}
     return SlaveState(
         name=raw["name"],
         state=text("state").lower(),
         mii_status=text("mii_status").lower().replace(" ", "_"),  # "going down"
         link_failure_count=_int(text("link_failure_count")),
         perm_hwaddr=text("perm_hwaddr"),
-        queue_id=_int(files.get(queue_file)),
-        prio=None,  # no sysfs file
         ad_aggregator_id=int(aggregator) if aggregator.isdigit() else None,  # or "N/A"
         up=bool(_flags(raw) & IFF_UP),
         operstate=_operstate(raw),
         mtu=_int(raw.get("mtu")),
         mac=raw.get("address") or "",
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -206,10 +215,10 @@ def to_bonds(links: Iterable[Mapping[str, Any]], netns: Netns) -> list[BondState
         if files is None:
             continue
         slaves = sorted(by_master.get(raw["name"], []), key=lambda s: _int(s["ifindex"]))
-        mode = parse_option(OPTIONS["mode"], files.get("mode"))
+        mode = parse_option(MODE, files.get(MODE.sysfs or MODE.name))
         bonds.append(BondState(
             name=raw["name"],
-            mode=str(mode or OPTIONS["mode"].default),
+            mode=str(mode or MODE.default),
             options=bond_options(files),
             slaves=tuple(to_slave(s) for s in slaves),
             up=bool(_flags(raw) & IFF_UP),

@@ -21,7 +21,7 @@ from typing import Any
 
 from bondctl.errors import BondctlError, ValidationError
 from bondctl.names import check_ifname
-from bondctl.options import OPTIONS, SLAVE_OPTIONS, Value
+from bondctl.options import MODE, OPTIONS, SLAVE_OPTIONS, Value
 from bondctl.steps import CreateBond, DeleteLink, MoveLink, SetBond, SetLink, SetSlave, Step
 
 from .sysfs_tree import IFF_UP, ROOT, parse_option, read_text
@@ -31,12 +31,12 @@ IFF_ALLMULTI = 0x200
 MASTERS = "bonding_masters"
 _LISTS = ("ipv4list", "ipv6list")
 
-# After the options that need no slaves, those naming a slave: primary before active_slave,
-# since choosing a primary may move the active slave.
+# After the options that need no slaves, those naming a slave: settings before requests
+# (primary before active_slave), since choosing a primary may move the active slave.
 RESTORE_ORDER = (
-    [name for name, opt in OPTIONS.items() if not opt.after_slaves]
-    + sorted((name for name, opt in OPTIONS.items() if opt.after_slaves),
-             key=lambda name: name != "primary")
+    [name for name, opt in OPTIONS.items() if not opt.names_slave]
+    + sorted((name for name, opt in OPTIONS.items() if opt.names_slave),
+             key=lambda name: OPTIONS[name].transient)
 )
 
 
@@ -78,9 +78,9 @@ def option_hints(name: str) -> dict[int, str]:
         errno.ENOENT: f"the bond does not exist, or this kernel has no {name} option",
         errno.ENODEV: "no such slave",
     }
-    if name in ("updelay", "downdelay", "peer_notif_delay"):
+    if opt.needs_miimon:
         hints[errno.EPERM] = f"{name} needs miimon > 0"
-    if name == "active_slave":
+    if opt.transient:  # a request to move traffic now: the kernel checks the slave can carry it
         hints[errno.EINVAL] = "the slave must be enslaved to this bond, up, and have carrier"
     if opt.kind in _LISTS:
         hints[errno.EINVAL] = "the kernel refused the address (or it is not in the list)"
@@ -206,7 +206,7 @@ class Writer:
         name = step.name
         self.write(f"+{name}", MASTERS, hints={errno.EEXIST: f"{name} already exists"})
         self.remember(f"delete {name}", lambda: self.write(f"-{name}", MASTERS))
-        self.set_option(name, "mode", step.mode)
+        self.set_option(name, MODE.name, step.mode)
         for key, value in step.options.items():
             self.set_option(name, key, value)
         if step.mtu:
@@ -237,7 +237,7 @@ class Writer:
                 text = read_text(self.path(bond, "bonding", opt.sysfs))
                 if text is not None:
                     files[opt.sysfs] = text
-        if "mode" not in files:
+        if MODE.sysfs not in files:
             raise Refused(f"{bond} is not a bond (no {self.path(bond, 'bonding')})")
         return files
 
@@ -250,7 +250,7 @@ class Writer:
             if opt.sysfs is None or opt.sysfs not in before:
                 continue
             want = parse_option(opt, before[opt.sysfs])
-            if want is None or (name == "active_slave" and not want):
+            if want is None or (opt.transient and not want):
                 continue  # nothing to say, or "no active slave yet": the kernel picks one
             have = parse_option(opt, read_text(self.path(bond, "bonding", opt.sysfs)))
             if have == want:
@@ -327,15 +327,18 @@ class Writer:
         if bond is None:
             return  # already free, as `ip link set nomaster` on a free link
         was_up = self.is_up(slave)
-        queue_id = read_text(self.path(slave, "bonding_slave", "queue_id")) or "0"
+        # Leaving the bond resets the per-slave options: note those sysfs can write back.
+        kept = {opt.sysfs: text for opt in SLAVE_OPTIONS.values() if opt.sysfs
+                for text in [read_text(self.path(slave, "bonding_slave", opt.sysfs))]
+                if text is not None and text != str(opt.default)}
         self.write(f"-{slave}", bond, "bonding", "slaves")
 
         def again() -> None:
             if self.is_up(slave):
                 self.change_up(slave, False)
             self.write(f"+{slave}", bond, "bonding", "slaves")
-            if queue_id != "0":
-                self.write(f"{slave}:{queue_id}", bond, "bonding", "queue_id")
+            for sysfs, text in kept.items():
+                self.write(f"{slave}:{text}", bond, "bonding", sysfs)
             if was_up:
                 self.change_up(slave, True)
 
@@ -381,5 +384,5 @@ def step_names(step: Step) -> list[str]:
         names.append(step.new_name)
     if isinstance(step, SetBond | CreateBond):
         names += [str(v) for k, v in step.options.items()
-                  if OPTIONS[k].kind == "ifname" and v]
+                  if OPTIONS[k].names_slave and v]
     return names

@@ -108,17 +108,16 @@ def from_state(state: BondState, ip: IpConfig | None, netns: str | None = None,
     """A bond asking for exactly what runs: every option the reader saw that its mode takes
     (without those at the kernel default unless `defaults`), the slaves with their options,
     MTU, MAC, up, and everything it carries."""
-    from .options import OPTIONS, SLAVE_OPTIONS, mode_number
+    from .options import OPTIONS, SLAVE_OPTIONS, idle, mode_number
 
     number = mode_number(state.mode)
     options = {k: v for k, v in state.options.items()
-               if number in OPTIONS[k].modes and k != "active_slave"
+               if number in OPTIONS[k].modes and not OPTIONS[k].transient
                and (defaults or v != OPTIONS[k].parse(OPTIONS[k].default))}
-    if not options.get("arp_interval"):
+    for name in idle(options):
         # The kernel keeps targets it cannot use without the ARP monitor; asking for them
         # back would be refused as a combination.
-        options.pop("arp_ip_target", None)
-        options.pop("ns_ip6_target", None)
+        del options[name]
     slave_options = {}
     for s in state.slaves:
         opts: dict[str, object] = {

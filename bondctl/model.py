@@ -7,15 +7,15 @@ the single comparison behind "apply, then verify", `bondctl check` and CNI CHECK
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import NamedTuple
 
 from .errors import ValidationError
 from .names import check_ifname
 from .options import (
+    ACTIVE,
     MODE,
     OPTIONS,
+    SETTINGS,
     SLAVE_OPTIONS,
     Value,
     check_combination,
@@ -24,20 +24,24 @@ from .options import (
     mode_number,
     parse_options,
 )
+from .record import Record
 
-# NamedTuple, not dataclasses: dataclasses pulls in inspect, about 10 ms on the CNI path.
+TYPE_CHECKING = False  # neither typing nor dataclasses (inspect): milliseconds per pod start
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
 _NO_OPTIONS: Mapping[str, int] = MappingProxyType({})
 
 
-class SlaveSpec(NamedTuple):
+class SlaveSpec(Record):
     name: str
-    options: Mapping[str, int] = _NO_OPTIONS  # per-slave: queue_id, prio
+    options: Mapping[str, int] = _NO_OPTIONS  # per-slave, keyed as SLAVE_OPTIONS
 
 
-class BondSpec(NamedTuple):
+class BondSpec(Record):
     name: str
     mode: str
-    options: Mapping[str, Value]  # canonical, keyed by kernel name, without "mode"
+    options: Mapping[str, Value]  # canonical, keyed by kernel name, without the mode
     slaves: tuple[SlaveSpec, ...] = ()
     mtu: int | None = None
     mac: str | None = None
@@ -59,8 +63,8 @@ class BondSpec(NamedTuple):
         """Validate everything that can be checked without a kernel, or raise ValidationError."""
         check_ifname(name, "bond name")
         canonical = parse_options(options or {})
-        if "mode" in canonical:
-            raise ValidationError("mode is given twice (as an argument and as an option)")
+        if MODE.name in canonical:
+            raise ValidationError(f"{MODE.name} is given twice (as an argument and as an option)")
         mode_name = str(MODE.parse(mode))
         members = [s if isinstance(s, SlaveSpec) else SlaveSpec(s) for s in slaves]
         names = [check_ifname(s.name, "slave name") for s in members]
@@ -108,11 +112,11 @@ def _with_slave_options(
     return SlaveSpec(slave.name, merged)
 
 
-class Link(NamedTuple):
+class Link(Record):
     """Any network interface, as much as bondctl needs to know to move and restore it."""
 
     name: str
-    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: ifindex
+    index: int  # the ifindex
     mtu: int
     mac: str
     up: bool  # administratively (IFF_UP)
@@ -124,7 +128,7 @@ class Link(NamedTuple):
     tx_bytes: int = 0
 
 
-class SlaveState(NamedTuple):
+class SlaveState(Record):
     name: str
     state: str  # "active" or "backup"
     mii_status: str  # "up", "down", "going_down", "going_back"
@@ -139,22 +143,22 @@ class SlaveState(NamedTuple):
     mac: str = ""
 
 
-class BondState(NamedTuple):
+class BondState(Record):
     name: str
     mode: str
-    options: Mapping[str, Value]  # every option the reader saw, canonical, without "mode"
+    options: Mapping[str, Value]  # every option the reader saw, canonical, without the mode
     slaves: tuple[SlaveState, ...]
     up: bool
     operstate: str
     mtu: int
     mac: str
-    index: int = 0  # type: ignore[assignment]  # the ifindex, shadowing tuple.index
+    index: int = 0  # the ifindex
     ad_info: Mapping[str, Value] | None = None
     netns: str | None = None
 
     @property
     def active_slave(self) -> str | None:
-        return str(self.options.get("active_slave") or "") or None
+        return str(self.options.get(ACTIVE.name) or "") or None
 
     @property
     def slave_names(self) -> tuple[str, ...]:
@@ -164,7 +168,7 @@ class BondState(NamedTuple):
         return next((s for s in self.slaves if s.name == name), None)
 
 
-class Drift(NamedTuple):
+class Drift(Record):
     """One difference between spec and state: `what` names the field, as a person reads it."""
 
     what: str
@@ -192,9 +196,9 @@ def diff(spec: BondSpec, state: BondState) -> list[Drift]:
     """Every way `state` fails `spec`; empty when the bond is exactly as asked."""
     drifts: list[Drift] = []
     if spec.mode != state.mode:
-        drifts.append(Drift("mode", spec.mode, state.mode))
+        drifts.append(Drift(MODE.name, spec.mode, state.mode))
     for name, want in spec.options.items():
-        if name == "active_slave":
+        if OPTIONS[name].transient:
             continue  # a request, not a setting: the kernel moves it on failover
         have = state.options.get(name)
         if not _same(name, want, have):
@@ -219,5 +223,5 @@ def diff(spec: BondSpec, state: BondState) -> list[Drift]:
 
 
 def option_defaults(names: Iterable[str] | None = None) -> dict[str, Value]:
-    return {n: OPTIONS[n].default for n in (names if names is not None else OPTIONS)
-            if n != "mode"}
+    return {n: OPTIONS[n].default for n in (SETTINGS if names is None else names)
+            if not OPTIONS[n].is_mode}

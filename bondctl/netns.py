@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import NamedTuple
 
 from .errors import NotFoundError, ValidationError
 from .names import check_netns_name
+from .record import Record
 
 NETNS_RUN_DIR = "/run/netns"
 
 
-class Netns(NamedTuple):
+class Netns(Record):
     """A resolved namespace. `name` is set when `ip -n NAME` can reach it."""
 
     path: str | None  # None: the caller's own namespace

@@ -14,6 +14,8 @@ from .errors import BondctlError, DriftError, NotFoundError, UnsupportedError, V
 from .model import BondSpec, BondState, Link, diff
 from .netns import Netns, resolve
 from .options import (
+    ACTIVE,
+    MODE,
     OPTIONS,
     SLAVE_OPTIONS,
     Value,
@@ -38,7 +40,7 @@ def check_supported(backend: type[Backend] | Backend, options: Iterable[str],
     """
     for name in options:
         opt = OPTIONS[name]
-        if name != "mode" and name not in backend.options:
+        if not opt.is_mode and name not in backend.options:
             where = "netlink only" if opt.netlink_only else "not in this backend"
             raise UnsupportedError(
                 f"backend {backend.name} cannot set {name} ({where}); choose another backend"
@@ -177,18 +179,18 @@ class Bonds:
         for key, value in raw.items():
             opt = lookup(key)
             wanted[opt.name] = opt.parse(value)
-        mode = str(wanted.pop("mode", state.mode))
+        mode = str(wanted.pop(MODE.name, state.mode))
         changes = {k: v for k, v in wanted.items() if state.options.get(k) != v}
         if mode != state.mode:
-            changes = {"mode": mode, **changes}
+            changes = {MODE.name: mode, **changes}
         check_supported(self.backend, changes)
         check_combination(mode, after_change(state.options, changes), state.slave_names,
-                          changed=[k for k in changes if k != "mode"])
+                          changed=[k for k in changes if not OPTIONS[k].is_mode])
         outcome = Outcome(state)
         if not changes:
             outcome.notes.append(f"{name} already has these settings; nothing changed")
             return outcome
-        steps, outcome.notes = plan_set(state, changes)
+        steps, outcome.notes = plan_set(state, changes, self.backend.slave_options)
         outcome.steps = steps
         self._run(steps)
         if self.dry_run:
@@ -196,17 +198,16 @@ class Bonds:
         after = self.show(name)
         outcome.state = after
         wrong = [f"{k}: want {v!r}, have {_current(after, k)!r}" for k, v in changes.items()
-                 if k != "active_slave" and _current(after, k) != v]
+                 if not OPTIONS[k].transient and _current(after, k) != v]
         if wrong:
             raise DriftError(f"{name}: the kernel did not keep " + "; ".join(wrong))
         return outcome
 
     def failover(self, name: str, to: str | None = None) -> Outcome:
         state = self.show(name)
-        if mode_number(state.mode) not in OPTIONS["active_slave"].modes:
+        if mode_number(state.mode) not in ACTIVE.modes:
             raise ValidationError(
-                f"{name} is in mode {state.mode}; failover needs one of "
-                f"{OPTIONS['active_slave'].mode_names()}"
+                f"{name} is in mode {state.mode}; failover needs one of {ACTIVE.mode_names()}"
             )
         if to is None:
             candidates = [s.name for s in state.slaves
@@ -216,7 +217,7 @@ class Bonds:
             to = candidates[0]
         elif to not in state.slave_names:
             raise NotFoundError(f"{to} is not a slave of {name}")
-        steps: list[Step] = [SetBond(name, {"active_slave": to})]
+        steps: list[Step] = [SetBond(name, {ACTIVE.name: to})]
         self._run(steps)
         if self.dry_run:
             return Outcome(state, steps)
@@ -227,7 +228,7 @@ class Bonds:
 
 
 def _current(state: BondState, name: str) -> Value | None:
-    return state.mode if name == "mode" else state.options.get(name)
+    return state.mode if OPTIONS[name].is_mode else state.options.get(name)
 
 
 def _check_free(slave: str, links: Mapping[str, Link]) -> None:
@@ -250,8 +251,8 @@ def _enslave_steps(bond: str, slave: str, options: Mapping[str, int]) -> list[St
 
 
 def plan_create(spec: BondSpec) -> list[Step]:
-    now = {k: v for k, v in spec.options.items() if not OPTIONS[k].after_slaves}
-    later = {k: v for k, v in spec.options.items() if OPTIONS[k].after_slaves}
+    now = {k: v for k, v in spec.options.items() if not OPTIONS[k].names_slave}
+    later = {k: v for k, v in spec.options.items() if OPTIONS[k].names_slave}
     steps: list[Step] = [CreateBond(spec.name, spec.mode, in_catalogue_order(now),
                                     spec.mtu, spec.mac)]
     for slave in spec.slaves:
@@ -259,16 +260,19 @@ def plan_create(spec: BondSpec) -> list[Step]:
     if spec.up:
         steps.append(SetLink(spec.name, up=True))
     if later:
-        # primary and active_slave name a slave: they take only once the slave is in and up.
+        # Options naming a slave take only once the slave is in and up.
         steps.append(SetBond(spec.name, in_catalogue_order(later)))
     return steps
 
 
-def plan_set(state: BondState, changes: Mapping[str, Value]) -> tuple[list[Step], list[str]]:
-    """Steps for a live change, with notes saying what had to be disturbed and why."""
+def plan_set(state: BondState, changes: Mapping[str, Value],
+             slave_options: Iterable[str] = SLAVE_OPTIONS) -> tuple[list[Step], list[str]]:
+    """Steps for a live change, with notes saying what had to be disturbed and why.
+    Slaves released for it are enslaved again with their per-slave options (those of
+    `slave_options`, what the backend can set) that differ from the default."""
     ordered = in_catalogue_order(changes)
-    now = {k: v for k, v in ordered.items() if not OPTIONS[k].after_slaves}
-    later = {k: v for k, v in ordered.items() if OPTIONS[k].after_slaves}
+    now = {k: v for k, v in ordered.items() if not OPTIONS[k].names_slave}
+    later = {k: v for k, v in ordered.items() if OPTIONS[k].names_slave}
     release = [k for k in now if OPTIONS[k].no_slaves] if state.slaves else []
     down = [k for k in now if OPTIONS[k].down] if state.up else []
     notes: list[str] = []
@@ -284,8 +288,15 @@ def plan_set(state: BondState, changes: Mapping[str, Value]) -> tuple[list[Step]
     if now:
         steps.append(SetBond(state.name, now))
     if release:
+        # Only what the backend can set and the bond's new mode takes (prio is refused in
+        # 802.3ad): the kernel forgets the rest on release, as it would anyway.
+        settable, mode = set(slave_options), mode_number(str(ordered.get(MODE.name, state.mode)))
+        kept = [opt for name, opt in SLAVE_OPTIONS.items()
+                if name in settable and mode in opt.modes]
         for slave in state.slaves:
-            opts = {"queue_id": slave.queue_id} if slave.queue_id else {}
+            opts = {opt.name: value for opt in kept
+                    for value in [getattr(slave, opt.name)]
+                    if value is not None and value != opt.default}
             steps += _enslave_steps(state.name, slave.name, opts)
     if down:
         steps.append(SetLink(state.name, up=True))

@@ -3,8 +3,11 @@
 One table, like the kernel's own bond_opts[] (drivers/net/bonding/bond_options.c), drives
 validation, help text, docs, the CNI config keys and every backend's translation: the sysfs
 file, the `ip link ... type bond` keyword, the IFLA_BOND_* attribute and its wire type, and the
-key `ip -d -j link show` reports it under. Nothing else in bondctl spells an option name or a
-mode list.
+key `ip -d -j link show` reports it under. Each of those defaults from the option's name, so a
+row states only its exceptions; and every rule between options (a delay needs miimon, a value
+names a slave, a request is not a setting, what the kernel leaves out of its report, which row
+is the mode) is a field of the row. Nothing else in bondctl spells an option name or a mode
+list to special-case it.
 
 Values are kept in one canonical form: enums as their kernel name ("802.3ad"), on/off flags as
 0/1, numbers as int, MACs lower-case, address lists as tuples of strings.
@@ -14,15 +17,20 @@ from __future__ import annotations
 
 # _socket, not socket: the wrapper module imports enum and selectors (~5 ms per pod start).
 from _socket import AF_INET, AF_INET6, inet_ntop, inet_pton
-from collections.abc import Callable, Iterable, Mapping
-from typing import Literal, NamedTuple
 
 from .errors import ValidationError
 from .names import check_ifname
+from .record import Record
+
+TYPE_CHECKING = False  # typing costs milliseconds to import: every pod start reads this module
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Literal
+
+    Kind = Literal["int", "enum", "flag", "ifname", "mac", "ipv4list", "ipv6list"]
+    Wire = Literal["u8", "u16", "u32", "s32", "ifindex", "mac", "in_addr_list", "in6_addr_list"]
 
 Value = int | str | tuple[str, ...]
-Kind = Literal["int", "enum", "flag", "ifname", "mac", "ipv4list", "ipv6list"]
-Wire = Literal["u8", "u16", "u32", "s32", "ifindex", "mac", "in_addr_list", "in6_addr_list"]
 
 # Mode numbers are the kernel's (BOND_MODE_*); a mode's name is MODES[number].
 MODES: tuple[str, ...] = (
@@ -44,43 +52,112 @@ MAX_ARP_TARGETS = 16  # BOND_MAX_ARP_TARGETS
 MIN_MTU, MAX_MTU = 68, 65535
 
 
-class Option(NamedTuple):
-    """One kernel bonding option. Field order follows the questions a backend asks."""
+# How a value of each kind travels over netlink unless a row says otherwise.
+_WIRE: dict[str, Wire] = {"int": "u32", "enum": "u8", "flag": "u8", "ifname": "ifindex",
+                          "mac": "mac", "ipv4list": "in_addr_list", "ipv6list": "in6_addr_list"}
+# What a reader records for an option the kernel leaves out of its report (ip -j and
+# IFLA_INFO_DATA alike): nothing, except that an empty target list and an unset slave are
+# left out rather than reported empty.
+_WHEN_ABSENT: dict[str, Value | None] = {"ipv4list": (), "ipv6list": (), "ifname": ""}
+SAME = ""  # for `ip` and `sysfs`: spelled as the kernel's name (the default)
 
-    name: str  # the kernel's name (bond_opts[].name): also the CLI's KEY in KEY=VALUE
-    kind: Kind
-    default: Value
-    doc: str
-    ifla: int  # IFLA_BOND_* attribute number
-    wire: Wire  # how that attribute is encoded
-    json_key: str  # the key under linkinfo.info_data in `ip -d -j link show`
-    cni_key: str  # the camelCase key in a CNI network config
-    ip: str | None  # keyword after `ip link add NAME type bond`; None: iproute2 lacks it
-    sysfs: str | None  # file under /sys/class/net/BOND/bonding/; None: netlink only
-    choices: tuple[str, ...] = ()  # enum names, indexed by the kernel's number
-    minimum: int = 0
-    maximum: int = INT_MAX
-    modes: frozenset[int] = ALL_MODES  # modes the kernel accepts it in (not unsuppmodes)
-    effective: frozenset[int] = ALL_MODES  # modes where it changes anything
-    down: bool = False  # BOND_OPTFLAG_IFDOWN: the bond must be down to change it
-    no_slaves: bool = False  # BOND_OPTFLAG_NOSLAVES: the bond must have no slaves
-    after_slaves: bool = False  # names a slave: set once the slaves are in
-    min_kernel: tuple[int, int] = (0, 0)
-    aliases: tuple[str, ...] = ()  # other names people and tools use for it
-    ifla_suffix: str = ""  # IFLA_BOND_<suffix> where the kernel's header spells it otherwise
-    # Other tools' files (bondctl/formats): None/False where the tool cannot express it.
-    networkd: str | None = None  # systemd.netdev [Bond] key; an ifname option is the slave's
-    #                              .network [Network] KEY=yes (PrimarySlave=, ActiveSlave=)
-    netplan: str | None = None  # key under bonds.NAME.parameters
-    ifupdown2: bool = True  # interfaces(5) "bond-" + name with "-" (ifupdown2 3.0 addons/bond)
-    nm: bool = True  # NetworkManager 1.42 keyfile [bond] key: the kernel name
-    nmstate: bool = True  # nmstate link-aggregation.options key: the kernel name
-    nmstate_words: tuple[str, ...] = ()  # nmstate's words for a flag's 0 and 1, if not bools
-    unit: str = ""  # "ms" or "s" when the value is a duration (networkd time spans)
 
-    @property
-    def ifla_name(self) -> str:
-        return "IFLA_BOND_" + (self.ifla_suffix or self.name.upper())
+def camel(name: str) -> str:
+    """The CNI config's spelling of a kernel name: arp_interval -> arpInterval."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class Option:
+    """One kernel bonding option (a row of bond_opts[]). Every key a tool spells the option by
+    defaults from its name; a row states only where the kernel or a tool spells it otherwise,
+    and every rule that ties it to other options is a flag here, not a name elsewhere."""
+
+    __slots__ = (
+        "aliases", "choices", "cni_key", "default", "doc", "down", "effective", "ifla",
+        "ifla_name", "ifupdown2", "ip", "is_mode", "json_key", "kind", "maximum",
+        "min_kernel", "minimum", "modes", "name", "names_slave", "needs_arp",
+        "needs_miimon", "netplan", "networkd", "networkd_with", "nm", "nmstate", "nmstate_words",
+        "no_slaves", "sysfs", "transient", "unit", "when_absent", "wire",
+    )
+
+    def __init__(
+        self,
+        name: str,  # the kernel's name (bond_opts[].name): also the CLI's KEY in KEY=VALUE
+        *,
+        doc: str,
+        ifla: int,  # IFLA_BOND_* attribute number
+        kind: Kind | None = None,  # None: "ifname" if it names a slave, "enum" with choices
+        default: Value | None = None,  # None: 0, or "" for an ifname, () for a list
+        wire: Wire | None = None,  # how the attribute is encoded; None: by kind (_WIRE)
+        json_key: str | None = None,  # key under linkinfo.info_data in `ip -d -j link show`
+        cni_key: str | None = None,  # the CNI config key; None: camel(name)
+        ip: str | None = SAME,  # keyword after `ip link add NAME type bond`; None: ip lacks it
+        sysfs: str | None = SAME,  # file under /sys/class/net/BOND/bonding/; None: netlink only
+        ifla_name: str | None = None,  # None: IFLA_BOND_<NAME>
+        choices: tuple[str, ...] = (),  # enum names, indexed by the kernel's number
+        minimum: int = 0,
+        maximum: int = INT_MAX,
+        modes: frozenset[int] = ALL_MODES,  # modes the kernel accepts it in (not unsuppmodes)
+        effective: frozenset[int] = ALL_MODES,  # modes where it changes anything
+        down: bool = False,  # BOND_OPTFLAG_IFDOWN: the bond must be down to change it
+        no_slaves: bool = False,  # BOND_OPTFLAG_NOSLAVES: the bond must have no slaves
+        is_mode: bool = False,  # the bonding policy itself: the bond's kind, not a setting
+        names_slave: bool = False,  # the value is one of the bond's slaves: set once they are in
+        transient: bool = False,  # a request, not a setting: the kernel moves it (failover)
+        needs_miimon: bool = False,  # a delay counted in miimon ticks: needs miimon > 0
+        needs_arp: bool = False,  # probed by the ARP monitor: needs arp_interval > 0
+        min_kernel: tuple[int, int] = (0, 0),
+        aliases: tuple[str, ...] = (),  # other names people and tools use for it
+        # Other tools' files (bondctl/formats): None/False where the tool cannot express it.
+        networkd: str | None = None,  # systemd.netdev [Bond] key; a slave-naming option is the
+        #                               slave's .network [Network] KEY=yes (PrimarySlave=)
+        networkd_with: str | None = None,  # networkd sends the key only beside this option
+        netplan: str | None = None,  # key under bonds.NAME.parameters
+        ifupdown2: bool = True,  # interfaces(5) "bond-" + name with "-" (ifupdown2 addons/bond)
+        nm: bool = True,  # NetworkManager 1.42 keyfile [bond] key: the kernel name
+        nmstate: bool = True,  # nmstate link-aggregation.options key: the kernel name
+        nmstate_words: tuple[str, ...] = (),  # nmstate's words for a flag's 0 and 1, if not bools
+        unit: str = "",  # "ms" or "s" when the value is a duration (networkd time spans)
+    ) -> None:
+        self.name = name
+        self.kind: Kind = kind or ("ifname" if names_slave else "enum" if choices else "int")
+        self.default: Value = default if default is not None else (
+            choices[0] if choices else _WHEN_ABSENT.get(self.kind, 0))  # type: ignore[assignment]
+        self.doc = doc
+        self.ifla = ifla
+        self.wire: Wire = wire or _WIRE[self.kind]
+        self.json_key = json_key or name
+        self.cni_key = cni_key or camel(name)
+        self.ip = name if ip == SAME else ip
+        self.sysfs = name if sysfs == SAME else sysfs
+        self.ifla_name = ifla_name or "IFLA_BOND_" + name.upper()
+        self.choices = choices
+        self.minimum = minimum
+        self.maximum = maximum
+        self.modes = modes
+        self.effective = effective
+        self.down = down
+        self.no_slaves = no_slaves
+        self.is_mode = is_mode
+        self.names_slave = names_slave
+        self.transient = transient
+        self.needs_miimon = needs_miimon
+        self.needs_arp = needs_arp
+        self.when_absent: Value | None = _WHEN_ABSENT.get(self.kind)
+        self.min_kernel = min_kernel
+        self.aliases = aliases
+        self.networkd = networkd
+        self.networkd_with = networkd_with
+        self.netplan = netplan
+        self.ifupdown2 = ifupdown2
+        self.nm = nm
+        self.nmstate = nmstate
+        self.nmstate_words = nmstate_words
+        self.unit = unit
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r})"
 
     @property
     def netlink_only(self) -> bool:
@@ -234,222 +311,226 @@ _PARSERS: dict[str, Callable[[Option, object], Value]] = {
 # Documentation/networking/bonding.rst (meaning and defaults).
 _OPTIONS: tuple[Option, ...] = (
     Option(
-        "mode", "enum", "balance-rr", "Bonding policy.", 1, "u8", "mode", "mode", "mode", "mode",
-        choices=MODES, down=True, no_slaves=True,
-        networkd="Mode", netplan="mode",
+        "mode", doc="Bonding policy.", ifla=1, choices=MODES, is_mode=True, down=True,
+        no_slaves=True, networkd="Mode", netplan="mode",
     ),
     Option(
-        "active_slave", "ifname", "", "The slave that carries traffic now (active-backup, tlb, "
-        "alb).", 2, "ifindex", "active_slave", "activeSlave", "active_slave", "active_slave",
-        modes=_ACTIVE_MODES, effective=_ACTIVE_MODES, after_slaves=True,
+        "active_slave", doc="The slave that carries traffic now (active-backup, tlb, alb).",
+        ifla=2, names_slave=True, transient=True, modes=_ACTIVE_MODES, effective=_ACTIVE_MODES,
         networkd="ActiveSlave", ifupdown2=False, nmstate=False,
     ),
     Option(
-        "miimon", "int", 0, "MII link monitoring interval in ms; 0 turns it off (802.3ad, tlb "
-        "and alb force 100 when neither monitor is set).", 3, "u32",
-        "miimon", "miimon", "miimon", "miimon",
+        "miimon", doc="MII link monitoring interval in ms; 0 turns it off (802.3ad, tlb and alb "
+        "force 100 when neither monitor is set).", ifla=3,
         networkd="MIIMonitorSec", netplan="mii-monitor-interval", unit="ms",
     ),
     Option(
-        "updelay", "int", 0, "Delay in ms before enabling a slave after link up; a multiple of "
-        "miimon.", 4, "u32", "updelay", "updelay", "updelay", "updelay",
+        "updelay", doc="Delay in ms before enabling a slave after link up; a multiple of "
+        "miimon.", ifla=4, needs_miimon=True,
         networkd="UpDelaySec", netplan="up-delay", unit="ms",
     ),
     Option(
-        "downdelay", "int", 0, "Delay in ms before disabling a slave after link failure; a "
-        "multiple of miimon.", 5, "u32", "downdelay", "downdelay", "downdelay", "downdelay",
+        "downdelay", doc="Delay in ms before disabling a slave after link failure; a multiple "
+        "of miimon.", ifla=5, needs_miimon=True,
         networkd="DownDelaySec", netplan="down-delay", unit="ms",
     ),
     Option(
-        "use_carrier", "flag", 1, "Use the driver's carrier state (1) or MII/ethtool ioctls (0) "
-        "for miimon.", 6, "u8", "use_carrier", "useCarrier", "use_carrier", "use_carrier",
+        "use_carrier", doc="Use the driver's carrier state (1) or MII/ethtool ioctls (0) for "
+        "miimon.", ifla=6, kind="flag", default=1,
     ),
     Option(
-        "arp_interval", "int", 0, "ARP link monitoring interval in ms; 0 turns it off.", 7,
-        "u32", "arp_interval", "arpInterval", "arp_interval", "arp_interval",
+        "arp_interval", doc="ARP link monitoring interval in ms; 0 turns it off.", ifla=7,
         modes=_ARP_MODES, effective=_ARP_MODES,
         networkd="ARPIntervalSec", netplan="arp-interval", ifupdown2=False, unit="ms",
     ),
     Option(
-        "arp_ip_target", "ipv4list", (), "IPv4 addresses the ARP monitor probes.", 8,
-        "in_addr_list", "arp_ip_target", "arpIpTargets", "arp_ip_target", "arp_ip_target",
-        effective=_ARP_MODES, aliases=("arp_ip_targets",),
+        "arp_ip_target", doc="IPv4 addresses the ARP monitor probes.", ifla=8, kind="ipv4list",
+        cni_key="arpIpTargets", needs_arp=True, effective=_ARP_MODES,
+        aliases=("arp_ip_targets",),
         networkd="ARPIPTargets", netplan="arp-ip-targets", ifupdown2=False,
     ),
     Option(
-        "arp_validate", "enum", "none", "Whether ARP probes and replies are validated.", 9, "u32",
-        "arp_validate", "arpValidate", "arp_validate", "arp_validate",
+        "arp_validate", doc="Whether ARP probes and replies are validated.", ifla=9, wire="u32",
         choices=("none", "active", "backup", "all", "filter", "filter_active", "filter_backup"),
         modes=_ARP_MODES, effective=_ARP_MODES,
         networkd="ARPValidate", netplan="arp-validate", ifupdown2=False,
     ),
     Option(
-        "arp_all_targets", "enum", "any", "A slave is up when any or all ARP targets answer.",
-        10, "u32", "arp_all_targets", "arpAllTargets", "arp_all_targets", "arp_all_targets",
-        choices=("any", "all"), effective=_ARP_MODES,
+        "arp_all_targets", doc="A slave is up when any or all ARP targets answer.", ifla=10,
+        wire="u32", choices=("any", "all"), effective=_ARP_MODES,
         networkd="ARPAllTargets", netplan="arp-all-targets", ifupdown2=False,
     ),
     Option(
-        "primary", "ifname", "", "The preferred slave: active whenever it is up.", 11,
-        "ifindex", "primary", "primary", "primary", "primary",
-        modes=_ACTIVE_MODES, effective=_ACTIVE_MODES, after_slaves=True,
+        "primary", doc="The preferred slave: active whenever it is up.", ifla=11,
+        names_slave=True, modes=_ACTIVE_MODES, effective=_ACTIVE_MODES,
         networkd="PrimarySlave", netplan="primary",
     ),
     Option(
-        "primary_reselect", "enum", "always", "When the primary slave becomes active again.", 12,
-        "u8", "primary_reselect", "primaryReselect", "primary_reselect", "primary_reselect",
+        "primary_reselect", doc="When the primary slave becomes active again.", ifla=12,
         choices=("always", "better", "failure"), effective=_ACTIVE_MODES,
         networkd="PrimaryReselectPolicy", netplan="primary-reselect-policy",
     ),
     Option(
-        "fail_over_mac", "enum", "none", "MAC policy on failover: none, active or follow.", 13,
-        "u8", "fail_over_mac", "failOverMac", "fail_over_mac", "fail_over_mac",
+        "fail_over_mac", doc="MAC policy on failover: none, active or follow.", ifla=13,
         choices=("none", "active", "follow"), effective=frozenset({AB}), no_slaves=True,
         networkd="FailOverMACPolicy", netplan="fail-over-mac-policy", ifupdown2=False,
     ),
     Option(
-        "xmit_hash_policy", "enum", "layer2", "Transmit hash for balance-xor, 802.3ad and tlb.",
-        14, "u8", "xmit_hash_policy", "xmitHashPolicy", "xmit_hash_policy", "xmit_hash_policy",
+        "xmit_hash_policy", doc="Transmit hash for balance-xor, 802.3ad and tlb.", ifla=14,
         choices=("layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4", "vlan+srcmac"),
         effective=frozenset({XOR, LACP, TLB}),
         networkd="TransmitHashPolicy", netplan="transmit-hash-policy",
     ),
     Option(
-        "resend_igmp", "int", 1, "IGMP membership reports sent after a failover.", 15, "u32",
-        "resend_igmp", "resendIgmp", "resend_igmp", "resend_igmp", maximum=255,
-        networkd="ResendIGMP", netplan="resend-igmp", ifupdown2=False,
+        "resend_igmp", doc="IGMP membership reports sent after a failover.", ifla=15, default=1,
+        maximum=255, networkd="ResendIGMP", netplan="resend-igmp", ifupdown2=False,
     ),
     Option(
-        "num_grat_arp", "int", 1, "Peer notifications (gratuitous ARP, unsolicited NA) sent "
-        "after a failover.", 16, "u8", "num_peer_notif", "numGratArp", "num_grat_arp",
-        "num_grat_arp", maximum=255, effective=_ACTIVE_MODES,
+        "num_grat_arp", doc="Peer notifications (gratuitous ARP, unsolicited NA) sent after a "
+        "failover.", ifla=16, default=1, wire="u8", json_key="num_peer_notif",
+        ifla_name="IFLA_BOND_NUM_PEER_NOTIF", maximum=255, effective=_ACTIVE_MODES,
         aliases=("num_unsol_na", "num_peer_notif"),
-        ifla_suffix="NUM_PEER_NOTIF",
         networkd="GratuitousARP", netplan="gratuitous-arp",
     ),
     Option(
-        "all_slaves_active", "flag", 0, "Deliver duplicate frames received on inactive slaves.",
-        17, "u8", "all_slaves_active", "allSlavesActive", "all_slaves_active",
-        "all_slaves_active",
+        "all_slaves_active", doc="Deliver duplicate frames received on inactive slaves.",
+        ifla=17, kind="flag",
         networkd="AllSlavesActive", netplan="all-slaves-active", ifupdown2=False,
         nmstate_words=("dropped", "delivered"),
     ),
     Option(
-        "min_links", "int", 0, "Minimum slaves up before the bond reports carrier.", 18, "u32",
-        "min_links", "minLinks", "min_links", "min_links", effective=frozenset({LACP}),
-        networkd="MinLinks", netplan="min-links",
+        "min_links", doc="Minimum slaves up before the bond reports carrier.", ifla=18,
+        effective=frozenset({LACP}), networkd="MinLinks", netplan="min-links",
     ),
     Option(
-        "lp_interval", "int", 1, "Seconds between learning packets to each slave's switch.", 19,
-        "u32", "lp_interval", "lpInterval", "lp_interval", "lp_interval", minimum=1,
-        effective=frozenset({TLB, ALB}),
-        networkd="LearnPacketIntervalSec", netplan="learn-packet-interval", ifupdown2=False,
-        unit="s",
+        "lp_interval", doc="Seconds between learning packets to each slave's switch.", ifla=19,
+        default=1, minimum=1, effective=frozenset({TLB, ALB}),
+        # systemd's bond.c nests LearnPacketIntervalSec= under ARPIntervalSec=.
+        networkd="LearnPacketIntervalSec", networkd_with="arp_interval",
+        netplan="learn-packet-interval", ifupdown2=False, unit="s",
     ),
     Option(
-        "packets_per_slave", "int", 1, "Packets sent through a slave before moving on "
-        "(balance-rr); 0 picks slaves at random.", 20, "u32", "packets_per_slave",
-        "packetsPerSlave", "packets_per_slave", "packets_per_slave", maximum=65535,
+        "packets_per_slave", doc="Packets sent through a slave before moving on (balance-rr); "
+        "0 picks slaves at random.", ifla=20, default=1, maximum=65535,
         modes=frozenset({RR}), effective=frozenset({RR}),
         networkd="PacketsPerSlave", netplan="packets-per-slave", ifupdown2=False,
     ),
     Option(
-        "lacp_rate", "enum", "slow", "LACPDU rate asked of the 802.3ad partner: slow (30 s) or "
-        "fast (1 s).", 21, "u8", "ad_lacp_rate", "lacpRate", "lacp_rate", "lacp_rate",
+        "lacp_rate", doc="LACPDU rate asked of the 802.3ad partner: slow (30 s) or fast (1 s).",
+        ifla=21, json_key="ad_lacp_rate", ifla_name="IFLA_BOND_AD_LACP_RATE",
         choices=("slow", "fast"), modes=frozenset({LACP}), effective=frozenset({LACP}),
-        down=True,
-        ifla_suffix="AD_LACP_RATE",
-        networkd="LACPTransmitRate", netplan="lacp-rate",
+        down=True, networkd="LACPTransmitRate", netplan="lacp-rate",
     ),
     Option(
-        "ad_select", "enum", "stable", "802.3ad aggregator selection logic.", 22, "u8",
-        "ad_select", "adSelect", "ad_select", "ad_select",
+        "ad_select", doc="802.3ad aggregator selection logic.", ifla=22,
         choices=("stable", "bandwidth", "count"), effective=frozenset({LACP}), down=True,
         networkd="AdSelect", netplan="ad-select", ifupdown2=False,
     ),
     Option(
-        "ad_actor_sys_prio", "int", 65535, "802.3ad system priority.", 24, "u16",
-        "ad_actor_sys_prio", "adActorSysPrio", "ad_actor_sys_prio", "ad_actor_sys_prio",
+        "ad_actor_sys_prio", doc="802.3ad system priority.", ifla=24, default=65535, wire="u16",
         minimum=1, maximum=65535, modes=frozenset({LACP}), effective=frozenset({LACP}),
         networkd="AdActorSystemPriority",
     ),
     Option(
-        "ad_user_port_key", "int", 0, "802.3ad user part of the port key (upper 10 bits).", 25,
-        "u16", "ad_user_port_key", "adUserPortKey", "ad_user_port_key", "ad_user_port_key",
-        maximum=1023, modes=frozenset({LACP}), effective=frozenset({LACP}), down=True,
-        networkd="AdUserPortKey", ifupdown2=False,
+        "ad_user_port_key", doc="802.3ad user part of the port key (upper 10 bits).", ifla=25,
+        wire="u16", maximum=1023, modes=frozenset({LACP}), effective=frozenset({LACP}),
+        down=True, networkd="AdUserPortKey", ifupdown2=False,
     ),
     Option(
-        "ad_actor_system", "mac", "00:00:00:00:00:00", "802.3ad system MAC in LACPDUs "
-        "(not multicast).", 26, "mac", "ad_actor_system", "adActorSystem", "ad_actor_system",
-        "ad_actor_system", modes=frozenset({LACP}), effective=frozenset({LACP}),
-        networkd="AdActorSystem",
+        "ad_actor_system", doc="802.3ad system MAC in LACPDUs (not multicast).", ifla=26,
+        kind="mac", default="00:00:00:00:00:00",
+        modes=frozenset({LACP}), effective=frozenset({LACP}), networkd="AdActorSystem",
     ),
     Option(
-        "tlb_dynamic_lb", "flag", 1, "Shuffle flows between slaves by load (balance-tlb, "
-        "balance-alb).", 27, "u8", "tlb_dynamic_lb", "tlbDynamicLb", "tlb_dynamic_lb",
-        "tlb_dynamic_lb", modes=frozenset({TLB, ALB}), effective=frozenset({TLB, ALB}),
-        down=True,
+        "tlb_dynamic_lb", doc="Shuffle flows between slaves by load (balance-tlb, "
+        "balance-alb).", ifla=27, kind="flag", default=1,
+        modes=frozenset({TLB, ALB}), effective=frozenset({TLB, ALB}), down=True,
         networkd="DynamicTransmitLoadBalancing", ifupdown2=False,
     ),
     Option(
-        "peer_notif_delay", "int", 0, "Delay in ms between peer notifications; a multiple of "
-        "miimon.", 28, "u32", "peer_notify_delay", "peerNotifDelay", "peer_notify_delay",
-        "peer_notif_delay", maximum=300000, effective=_ACTIVE_MODES,
-        aliases=("peer_notify_delay",),
-        ifupdown2=False, nmstate=False, unit="ms",
+        "peer_notif_delay", doc="Delay in ms between peer notifications; a multiple of "
+        "miimon.", ifla=28, json_key="peer_notify_delay", ip="peer_notify_delay",
+        needs_miimon=True, maximum=300000, effective=_ACTIVE_MODES,
+        aliases=("peer_notify_delay",), ifupdown2=False, nmstate=False, unit="ms",
     ),
     Option(
-        "lacp_active", "flag", 1, "Send LACPDUs periodically (1) or only when spoken to (0).",
-        29, "u8", "ad_lacp_active", "lacpActive", "lacp_active", "lacp_active",
+        "lacp_active", doc="Send LACPDUs periodically (1) or only when spoken to (0).", ifla=29,
+        kind="flag", default=1, json_key="ad_lacp_active", ifla_name="IFLA_BOND_AD_LACP_ACTIVE",
         modes=frozenset({LACP}), effective=frozenset({LACP}), down=True,
-        ifla_suffix="AD_LACP_ACTIVE",
         ifupdown2=False, nm=False, nmstate=False,
     ),
     Option(
-        "arp_missed_max", "int", 2, "Missed ARP intervals before a slave is down.", 30, "u8",
-        "arp_missed_max", "arpMissedMax", "arp_missed_max", "arp_missed_max", minimum=1,
-        maximum=255, modes=_ARP_MODES, effective=_ARP_MODES, aliases=("missed_max",),
-        ifla_suffix="MISSED_MAX",
+        "arp_missed_max", doc="Missed ARP intervals before a slave is down.", ifla=30,
+        default=2, wire="u8", minimum=1, maximum=255, ifla_name="IFLA_BOND_MISSED_MAX",
+        modes=_ARP_MODES, effective=_ARP_MODES, aliases=("missed_max",),
         ifupdown2=False, nm=False, nmstate=False,
     ),
     Option(
-        "ns_ip6_target", "ipv6list", (), "IPv6 addresses the ARP/NS monitor probes.", 31,
-        "in6_addr_list", "ns_ip6_target", "nsIp6Targets", "ns_ip6_target", None,
+        "ns_ip6_target", doc="IPv6 addresses the ARP/NS monitor probes.", ifla=31,
+        kind="ipv6list", cni_key="nsIp6Targets", sysfs=None, needs_arp=True,
         effective=_ARP_MODES, aliases=("ns_ip6_targets",),
         ifupdown2=False, nm=False, nmstate=False,
     ),
     Option(
-        "coupled_control", "flag", 1, "802.3ad coupled control of the collecting and "
-        "distributing states.", 32, "u8", "coupled_control", "coupledControl",
+        "coupled_control", doc="802.3ad coupled control of the collecting and distributing "
+        "states.", ifla=32, kind="flag", default=1,
         # No ip keyword before iproute2 6.10 (Debian 12 has 6.1) and no sysfs file: netlink
         # only. Upstream since 6.9, backported by some distributions (Debian's 6.1 has it):
         # the read-back after every change, not this version, decides whether it took.
-        None, None, modes=frozenset({LACP}), effective=frozenset({LACP}),
-        down=True, min_kernel=(6, 9),
-        ifupdown2=False, nm=False, nmstate=False,
+        ip=None, sysfs=None, modes=frozenset({LACP}), effective=frozenset({LACP}),
+        down=True, min_kernel=(6, 9), ifupdown2=False, nm=False, nmstate=False,
     ),
 )
 
 OPTIONS: dict[str, Option] = {opt.name: opt for opt in _OPTIONS}
-MODE = OPTIONS["mode"]
+MODE = next(opt for opt in _OPTIONS if opt.is_mode)
+# Everything a bond's `options` holds: the mode is the bond's kind, kept beside them.
+SETTINGS: dict[str, Option] = {opt.name: opt for opt in _OPTIONS if not opt.is_mode}
+# The slave the bond carries traffic on now: a request the kernel may move on failover.
+ACTIVE = next(opt for opt in _OPTIONS if opt.transient)
 
 
-class SlaveOption(NamedTuple):
-    """A per-slave option, set with `ip link set SLAVE type bond_slave KEY VALUE`."""
+class SlaveOption:
+    """A per-slave option, set with `ip link set SLAVE type bond_slave KEY VALUE`. Keys default
+    from the name as an Option's do. A slave moved out of its bond and back keeps every one."""
 
-    name: str
-    default: int
-    doc: str
-    ifla: int  # IFLA_BOND_SLAVE_*
-    wire: Wire
-    json_key: str
-    cni_key: str
-    sysfs: str | None  # /sys/class/net/SLAVE/bonding_slave/ file (read); None: netlink only
-    minimum: int
-    maximum: int
-    modes: frozenset[int] = ALL_MODES
-    nm_port: str | None = None  # NetworkManager 1.42 keyfile [bond-port] key (bondctl/formats)
+    __slots__ = (
+        "cni_key", "default", "doc", "ifla", "ifla_name", "json_key", "maximum", "minimum",
+        "modes", "name", "nm_port", "sysfs", "wire",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        doc: str,
+        ifla: int,  # IFLA_BOND_SLAVE_*
+        wire: Wire,
+        minimum: int,
+        maximum: int,
+        default: int = 0,
+        json_key: str | None = None,
+        cni_key: str | None = None,
+        sysfs: str | None = SAME,  # /sys/class/net/SLAVE/bonding_slave/ file; None: netlink only
+        modes: frozenset[int] = ALL_MODES,
+        nm_port: str | None = None,  # NetworkManager 1.42 keyfile [bond-port] key (formats)
+    ) -> None:
+        self.name = name
+        self.default = default
+        self.doc = doc
+        self.ifla = ifla
+        self.wire = wire
+        self.json_key = json_key or name
+        self.cni_key = cni_key or camel(name)
+        self.sysfs = name if sysfs == SAME else sysfs
+        self.ifla_name = "IFLA_BOND_SLAVE_" + name.upper()
+        self.minimum = minimum
+        self.maximum = maximum
+        self.modes = modes
+        self.nm_port = nm_port
+
+    def __repr__(self) -> str:
+        return f"SlaveOption({self.name!r})"
 
     def parse(self, raw: object) -> int:
         try:
@@ -470,41 +551,41 @@ SLAVE_OPTIONS: dict[str, SlaveOption] = {
     opt.name: opt
     for opt in (
         SlaveOption(
-            "queue_id", 0, "Transmit queue this slave is mapped to.", 5, "u16", "queue_id",
-            "queueId", "queue_id", 0, 65535, nm_port="queue-id",
+            "queue_id", doc="Transmit queue this slave is mapped to.", ifla=5, wire="u16",
+            minimum=0, maximum=65535, nm_port="queue-id",
         ),
         SlaveOption(
-            "prio", 0, "Priority when a new active slave is chosen (higher wins).", 9, "s32",
-            "prio", "prio", None, -(2**31), 2**31 - 1, modes=_ACTIVE_MODES,
+            "prio", doc="Priority when a new active slave is chosen (higher wins).", ifla=9,
+            wire="s32", sysfs=None, minimum=-(2**31), maximum=2**31 - 1, modes=_ACTIVE_MODES,
         ),
     )
 }
 
 
-class SlaveField(NamedTuple):
-    """Per-slave state the kernel reports (read only)."""
+class SlaveField(Record):
+    """Per-slave state the kernel reports (read only); spelled by its name in ip -j and sysfs."""
 
     name: str
     ifla: int  # IFLA_BOND_SLAVE_*
-    wire: Literal["u8", "u16", "u32", "mac", "state", "mii"]
-    json_key: str
-    sysfs: str
+    wire: str  # "u8", "u16", "u32", "mac", or "state"/"mii": an index into the names below
+
+    @property
+    def json_key(self) -> str:
+        return self.name
+
+    @property
+    def sysfs(self) -> str:
+        return self.name
 
 
 SLAVE_FIELDS: tuple[SlaveField, ...] = (
-    SlaveField("state", 1, "state", "state", "state"),
-    SlaveField("mii_status", 2, "mii", "mii_status", "mii_status"),
-    SlaveField("link_failure_count", 3, "u32", "link_failure_count", "link_failure_count"),
-    SlaveField("perm_hwaddr", 4, "mac", "perm_hwaddr", "perm_hwaddr"),
-    SlaveField("ad_aggregator_id", 6, "u16", "ad_aggregator_id", "ad_aggregator_id"),
-    SlaveField(
-        "ad_actor_oper_port_state", 7, "u8", "ad_actor_oper_port_state",
-        "ad_actor_oper_port_state",
-    ),
-    SlaveField(
-        "ad_partner_oper_port_state", 8, "u16", "ad_partner_oper_port_state",
-        "ad_partner_oper_port_state",
-    ),
+    SlaveField("state", 1, "state"),
+    SlaveField("mii_status", 2, "mii"),
+    SlaveField("link_failure_count", 3, "u32"),
+    SlaveField("perm_hwaddr", 4, "mac"),
+    SlaveField("ad_aggregator_id", 6, "u16"),
+    SlaveField("ad_actor_oper_port_state", 7, "u8"),
+    SlaveField("ad_partner_oper_port_state", 8, "u16"),
 )
 SLAVE_STATES = ("active", "backup")  # IFLA_BOND_SLAVE_STATE 0/1
 MII_STATES = ("up", "going_down", "down", "going_back")  # BOND_LINK_UP .. BOND_LINK_BACK
@@ -625,6 +706,9 @@ def parse_options(raw: Mapping[str, object]) -> dict[str, Value]:
     return out
 
 
+_NEEDS_MIIMON = tuple(opt.name for opt in _OPTIONS if opt.needs_miimon)
+_NEEDS_ARP = tuple(opt.name for opt in _OPTIONS if opt.needs_arp)
+_NAMES_SLAVE = tuple(opt.name for opt in _OPTIONS if opt.names_slave)
 _FORCED_MIIMON = 100  # BOND_DEFAULT_MIIMON, forced by modes that cannot use the ARP monitor
 
 
@@ -647,8 +731,16 @@ def after_change(current: Mapping[str, Value], changes: Mapping[str, Value]) -> 
         merged["miimon"] = 0
     if int(changes.get("miimon", 0)) > 0 and "arp_interval" not in changes:  # type: ignore[arg-type]
         merged["arp_interval"] = 0
-    merged.pop("mode", None)
+    merged.pop(MODE.name, None)
     return merged
+
+
+def idle(options: Mapping[str, Value]) -> list[str]:
+    """The options of `options` whose monitor is off: targets without the ARP monitor. The
+    kernel keeps them, but asking for them (check_combination) is refused."""
+    if int(options.get("arp_interval", 0)) > 0:  # type: ignore[arg-type]
+        return []
+    return [name for name in options if name in _NEEDS_ARP]
 
 
 def check_combination(
@@ -659,7 +751,7 @@ def check_combination(
 ) -> None:
     """Refuse combinations the kernel would refuse or silently bend, naming what and why.
 
-    `options` are canonical (from parse_options) and exclude "mode". For a live change,
+    `options` are canonical (from parse_options) and exclude the mode. For a live change,
     `options` is the merged view and `changed` the keys being set: only those must suit
     the mode (the kernel reports every option in every mode).
     """
@@ -678,7 +770,7 @@ def check_combination(
             "the bond uses either the MII or the ARP monitor"
         )
     effective = effective_miimon(mode, options)
-    for name in ("updelay", "downdelay", "peer_notif_delay"):
+    for name in _NEEDS_MIIMON:
         delay = int(options.get(name, 0))  # type: ignore[arg-type]
         if delay == 0:
             continue
@@ -689,12 +781,12 @@ def check_combination(
                 f"{name} ({delay}) must be a multiple of miimon ({effective}); "
                 "the kernel would round it down"
             )
-    for name in ("arp_ip_target", "ns_ip6_target"):
+    for name in _NEEDS_ARP:
         if options.get(name) and arp_interval == 0:
             raise ValidationError(f"{name} needs arp_interval > 0 (the ARP monitor probes it)")
     if slaves is not None:
         members = set(slaves)
-        for name in ("primary", "active_slave"):
+        for name in _NAMES_SLAVE:
             value = options.get(name)
             if value and value not in members:
                 raise ValidationError(

@@ -2,19 +2,22 @@
 
 The orchestration in bondctl.ops plans a list of steps; a backend executes them (as one
 `ip -batch`, a series of sysfs writes, or netlink messages) or renders them for --dry-run.
-Options inside a step are ordered as in the catalogue, so "mode" always comes first.
+Options inside a step are ordered as in the catalogue, so the mode always comes first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
+from .record import Record
 
-from .netns import Netns
-from .options import Value
+TYPE_CHECKING = False  # typing costs milliseconds: the CNI plans steps on every pod start
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .netns import Netns
+    from .options import Value
 
 
-class CreateBond(NamedTuple):
+class CreateBond(Record):
     name: str
     mode: str
     options: Mapping[str, Value]
@@ -22,12 +25,12 @@ class CreateBond(NamedTuple):
     mac: str | None = None
 
 
-class SetBond(NamedTuple):
+class SetBond(Record):
     name: str
-    options: Mapping[str, Value]  # may hold "mode"
+    options: Mapping[str, Value]  # may hold the mode
 
 
-class SetLink(NamedTuple):
+class SetLink(Record):
     """Link attributes; None leaves one alone. master "" releases the link from its bond."""
 
     name: str
@@ -38,16 +41,16 @@ class SetLink(NamedTuple):
     master: str | None = None
 
 
-class SetSlave(NamedTuple):
+class SetSlave(Record):
     name: str
-    options: Mapping[str, int]  # per-slave options: queue_id, prio
+    options: Mapping[str, int]  # per-slave, keyed as SLAVE_OPTIONS
 
 
-class DeleteLink(NamedTuple):
+class DeleteLink(Record):
     name: str
 
 
-class MoveLink(NamedTuple):
+class MoveLink(Record):
     name: str
     to: Netns
     new_name: str | None = None

@@ -82,13 +82,13 @@ def release(session: Session, name: str, links: Sequence[str], *, up: bool) -> N
 
 def set_options(session: Session, name: str, pairs: Sequence[str]) -> None:
     from bondctl.cli.flags import parse_pairs
-    from bondctl.options import parse_options
+    from bondctl.options import MODE, parse_options
 
     check_ifname(name, "bond name")
     raw = parse_pairs(pairs)
     changes = parse_options(raw)  # every key and value checked before a backend is chosen
     bonds = session.bonds()
-    mode = str(changes.pop("mode", "") or bonds.show(name).mode)
+    mode = str(changes.pop(MODE.name, "") or bonds.show(name).mode)
     warn_ineffective(mode, changes)
     outcome = bonds.set_options(name, raw)
     changed = ", ".join(f"{k}={v}" for step in outcome.steps

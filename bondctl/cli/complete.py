@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bondctl.options import MODE, MODES, OPTIONS
+from bondctl.options import MODE, MODES, OPTIONS, SETTINGS
 
 NETNS_DIR = "/run/netns"
 
@@ -24,8 +24,8 @@ def option_pairs(incomplete: str) -> list[tuple[str, str]] | list[str]:
     """KEY= for every option, then KEY=VALUE for the values of an enum or flag."""
     key, sep, value = incomplete.partition("=")
     if not sep:
-        return [(f"{name}=", opt.doc) for name, opt in OPTIONS.items()
-                if name != "mode" and name.startswith(key.replace("-", "_"))]
+        return [(f"{name}=", opt.doc) for name, opt in SETTINGS.items()
+                if name.startswith(key.replace("-", "_"))]
     opt = OPTIONS.get(key.replace("-", "_"))
     if opt is None or opt is MODE:
         return []
@@ -35,9 +35,10 @@ def option_pairs(incomplete: str) -> list[tuple[str, str]] | list[str]:
 
 def set_pairs(incomplete: str) -> list[tuple[str, str]] | list[str]:
     """Like option_pairs, with mode= too: `set` can change the mode."""
-    if incomplete.startswith("mode="):
-        return [f"mode={m}" for m in MODES if m.startswith(incomplete[5:])]
-    extra = [("mode=", MODE.doc)] if "mode".startswith(incomplete) else []
+    key = f"{MODE.name}="
+    if incomplete.startswith(key):
+        return [f"{key}{m}" for m in MODES if m.startswith(incomplete[len(key):])]
+    extra = [(key, MODE.doc)] if MODE.name.startswith(incomplete) else []
     return extra + option_pairs(incomplete)  # type: ignore[operator]
 
 

@@ -24,6 +24,7 @@ from bondctl.document import from_mapping
 from bondctl.errors import DriftError, NotFoundError, UnsupportedError, ValidationError
 from bondctl.model import BondSpec, BondState, Drift, diff
 from bondctl.ops import Bonds
+from bondctl.options import MODE, OPTIONS
 from bondctl.steps import SetLink, SetSlave, Step, describe
 
 
@@ -87,7 +88,7 @@ def changes_of(entry: Entry, state: BondState | None,
                have_ip: ipconfig.IpConfig | None) -> list[tuple[str, object, object]]:
     spec = entry.spec
     if state is None:
-        wanted: list[tuple[str, object, object]] = [("mode", spec.mode, None)]
+        wanted: list[tuple[str, object, object]] = [(MODE.name, spec.mode, None)]
         wanted += [(k, v, None) for k, v in spec.options.items()]
         wanted.append(("slaves", list(spec.slave_names), None))
         wanted += [(k, v, None) for k, v in (("mtu", spec.mtu), ("mac", spec.mac)) if v]
@@ -151,8 +152,8 @@ def _change_bond(bonds: Bonds, spec: BondSpec, state: BondState, plan: PlanView,
         done += bonds.enslave(spec.name, new, opts).steps
     drifted = {what for what, _, _ in plan.changes}
     options: dict[str, object] = {k: v for k, v in spec.options.items() if k in drifted}
-    if "mode" in drifted:
-        options = {"mode": spec.mode, **options}
+    if MODE.name in drifted:
+        options = {MODE.name: spec.mode, **options}
     if options:
         outcome = bonds.set_options(spec.name, options)
         done += outcome.steps
@@ -248,9 +249,9 @@ def check_rows(entry: Entry, state: BondState | None,
     if state is None:
         return [OptionCheck(name, "exists", True, False, False)]
     drifted = {d.what: d.have for d in diff(spec, state)}
-    rows = [OptionCheck(name, "mode", spec.mode, state.mode, "mode" not in drifted)]
+    rows = [OptionCheck(name, MODE.name, spec.mode, state.mode, MODE.name not in drifted)]
     for key, want in spec.options.items():
-        if key == "active_slave":
+        if OPTIONS[key].transient:
             continue  # a request, not a setting: failover moves it
         have = state.options.get(key)
         rows.append(OptionCheck(name, key, want, have, key not in drifted))

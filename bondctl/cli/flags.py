@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from bondctl.errors import ValidationError
-from bondctl.options import ALL_MODES, MODE, OPTIONS, Option, Value
+from bondctl.options import ALL_MODES, MODE, OPTIONS, SETTINGS, Option, Value
 
 _METAVARS = {"int": "INT", "flag": "0|1", "ifname": "IF", "mac": "MAC",
              "ipv4list": "IP[,IP]", "ipv6list": "IP6[,IP6]"}
@@ -53,9 +53,7 @@ def mode_help() -> str:
 def catalogue_parameters() -> list[inspect.Parameter]:
     """Keyword-only parameters for a typer command, one per settable bond option."""
     params = []
-    for opt in OPTIONS.values():
-        if opt.name == "mode":
-            continue
+    for opt in SETTINGS.values():
         info = typer.Option(flag_name(opt), help=help_text(opt), metavar=metavar(opt),
                             rich_help_panel=PANEL, show_default=False)
         many = opt.kind in ("ipv4list", "ipv6list")  # repeatable as well as comma-separated

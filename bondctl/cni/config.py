@@ -14,7 +14,16 @@ from collections.abc import Mapping
 
 from ..errors import ValidationError
 from ..names import check_ifname
-from ..options import MODE, OPTIONS, SLAVE_OPTIONS, check_mtu, lookup, near_miss, suggest
+from ..options import (
+    MODE,
+    OPTIONS,
+    SETTINGS,
+    SLAVE_OPTIONS,
+    check_mtu,
+    lookup,
+    near_miss,
+    suggest,
+)
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from .jsondoc import dumps, fields, fold, loads
 from .log import LEVELS
@@ -25,14 +34,14 @@ DEFAULT_STATE_DIR = "/var/lib/cni/bond"
 MIN_LINKS = 2  # bond-cni's rule: a bond of one link protects nothing
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
-_OPTION_KEYS = {opt.cni_key.lower(): opt.name for opt in OPTIONS.values() if opt.name != "mode"}
+_OPTION_KEYS = {opt.cni_key.lower(): opt.name for opt in SETTINGS.values()}
 _SLAVE_KEYS = {
     key.lower(): opt.name for opt in SLAVE_OPTIONS.values() for key in (opt.cni_key, opt.name)
 }
 # The keys of the plugin and of the runtime, spelt as documented: a key one slip away from
 # one of these (or from an option's key) is a typo to refuse, not someone else's key.
 _SPELLINGS = (
-    "cniVersion", "name", "type", "mode", "links", "linksInContainer", "mtu", "ipam", "dns",
+    "cniVersion", "name", "type", MODE.cni_key, "links", "linksInContainer", "mtu", "ipam", "dns",
     "backend", "logFile", "logLevel", "stateDir", "prevResult", "runtimeConfig", "args",
     "capabilities", VALID_ATTACHMENTS, "ifname", "cniVersions", "allowAddressedLinks",
 )
@@ -179,7 +188,7 @@ def parse_config(raw: bytes) -> NetConf:
         cni_version=version,
         name=name,
         type=_optional_str(keys, "type", "type") or "bond",
-        mode=keys.get("mode"),
+        mode=keys.get(MODE.cni_key.lower()),
         options=options,
         links=_links(links_raw, warnings, typos),
         links_raw=links_raw,
@@ -275,7 +284,7 @@ def bond_spec(conf: NetConf, ifname: str) -> Any:
     for key, why in conf.typos:  # here, not in parse_config: a DEL must get past them
         raise _error(key, why)
     if conf.mode is None or conf.mode == "":
-        raise _error("mode", f"required; one of {', '.join(MODE.choices)}")
+        raise _error(MODE.cni_key, f"required; one of {', '.join(MODE.choices)}")
     if not isinstance(conf.links_raw, list):
         raise _error("links", 'required: a list of {"name": ...} objects')
     for index, item in enumerate(conf.links_raw):
@@ -295,7 +304,7 @@ def bond_spec(conf: NetConf, ifname: str) -> Any:
     mtu = None if conf.mtu in (None, 0) else _named("mtu", check_mtu, conf.mtu)
     try:
         return BondSpec.build(
-            ifname, _named("mode", MODE.parse, conf.mode), options,
+            ifname, _named(MODE.cni_key, MODE.parse, conf.mode), options,
             [link.name for link in conf.links], mtu=mtu,
             slave_options={link.name: link.options for link in conf.links if link.options},
         )

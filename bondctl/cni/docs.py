@@ -3,7 +3,7 @@ documentation cannot drift from what the plugin accepts (tests/unit/test_cni_doc
 
 from __future__ import annotations
 
-from ..options import MODES, OPTIONS, SLAVE_OPTIONS, Option
+from ..options import MODES, SETTINGS, SLAVE_OPTIONS, Option
 
 
 def _modes(modes: frozenset[int]) -> str:
@@ -31,9 +31,7 @@ def option_table() -> str:
     """One row per bond option: CNI key, kernel name, values, default, modes, meaning."""
     rows = ["| key | kernel option | values | default | takes effect in | meaning |",
             "|---|---|---|---|---|---|"]
-    for opt in OPTIONS.values():
-        if opt.name == "mode":
-            continue
+    for opt in SETTINGS.values():
         flags = []
         if opt.min_kernel != (0, 0):
             flags.append(f"Linux ≥ {opt.min_kernel[0]}.{opt.min_kernel[1]}")

@@ -13,7 +13,7 @@ import shlex
 from ..document import Bond, from_mapping
 from ..errors import ValidationError
 from ..ipconfig import Route
-from ..options import OPTIONS, Option, Value
+from ..options import MODE, OPTIONS, Option, Value
 from . import Files, Parsed, expressible, truth, words
 
 FILE = "interfaces"
@@ -139,7 +139,7 @@ def parse(files: dict[str, str]) -> Parsed:
         if "bond-slaves" not in values and "bond-ports" not in values:
             continue
         options: dict[str, object] = {}
-        mode = "balance-rr"
+        mode = str(MODE.default)
         for key, rest in lines:
             if not key.startswith("bond-") or key in ("bond-slaves", "bond-ports"):
                 continue
@@ -147,7 +147,7 @@ def parse(files: dict[str, str]) -> Parsed:
             if opt is None:
                 warnings.append(f"ifupdown2: {name}: {key} is not an option bondctl reads; "
                                 "ignored")
-            elif opt.name == "mode":
+            elif opt.is_mode:
                 mode = rest
             elif opt.kind == "flag":
                 options[opt.name] = truth(rest)

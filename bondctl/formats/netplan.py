@@ -10,7 +10,7 @@ from typing import Any
 from ..document import Bond, from_mapping
 from ..errors import ValidationError
 from ..ipconfig import Route
-from ..options import OPTIONS, Option, Value
+from ..options import MODE, OPTIONS, Option, Value
 from . import Files, Parsed, by_key, duration, expressible, networkd, parse_duration, truth
 
 FILE = "90-bondctl.yaml"
@@ -54,9 +54,9 @@ def export(bonds: list[Bond]) -> Files:
         warnings += said
         for slave in spec.slave_names:
             ethernets[slave] = {}
-        params: dict[str, Any] = {"mode": spec.mode}
+        params: dict[str, Any] = {str(MODE.netplan): spec.mode}
         params.update({str(OPTIONS[k].netplan): _value(OPTIONS[k], v)
-                       for k, v in options.items() if k != "mode" and v != ""})
+                       for k, v in options.items() if not OPTIONS[k].is_mode and v != ""})
         item: dict[str, Any] = {"interfaces": list(spec.slave_names), "parameters": params}
         if spec.mtu:
             item["mtu"] = spec.mtu
@@ -118,7 +118,7 @@ def parse(files: dict[str, str]) -> Parsed:
     bonds = []
     for name, raw in bonds_raw.items():
         params = dict(raw.get("parameters") or {})
-        mode = params.pop("mode", "balance-rr")
+        mode = params.pop(str(MODE.netplan), MODE.default)
         options = {}
         for key, value in params.items():
             opt = keys.get(key)

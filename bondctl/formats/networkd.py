@@ -13,19 +13,17 @@ from typing import Any
 from ..document import Bond, from_mapping
 from ..errors import ValidationError
 from ..ipconfig import Route
-from ..options import OPTIONS, Option, Value
+from ..options import MODE, OPTIONS, Option, Value
 from . import Files, Parsed, by_key, duration, expressible, parse_duration, truth, words
 
 PREFIX = "10-"
 
 
 def reaches_kernel(bond: Bond, opt: Option) -> bool:
-    """systemd-networkd sends LearnPacketIntervalSec= to the kernel only with ARPIntervalSec=
-    (its bond.c nests it there): without, it is silently ignored. netplan renders through
+    """systemd-networkd sends some keys to the kernel only beside another (Option.networkd_with;
+    its bond.c nests them there): without, they are silently ignored. netplan renders through
     networkd, so the same holds there."""
-    if opt.name == "lp_interval":
-        return bool(bond.spec.options.get("arp_interval"))
-    return True
+    return opt.networkd_with is None or bool(bond.spec.options.get(opt.networkd_with))
 
 
 def _can(bond: Bond, opt: Option) -> bool:
@@ -191,13 +189,13 @@ def parse(files: dict[str, str]) -> Parsed:
         if _first(netdev["NetDev"], "Kind") != "bond":
             continue
         options: dict[str, object] = {}
-        mode = "balance-rr"
+        mode = str(MODE.default)
         for key, value in netdev.get("Bond", []):
             opt = keys.get(key)
             if opt is None:
                 warnings.append(f"networkd: {name}: [Bond] {key}= is not a bonding option "
                                 "bondctl knows; ignored")
-            elif opt.name == "mode":
+            elif opt.is_mode:
                 mode = value
             else:
                 options[opt.name] = parse_value(opt, value)

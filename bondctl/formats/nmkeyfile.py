@@ -13,7 +13,7 @@ from typing import Any
 from ..document import Bond, from_mapping
 from ..errors import ValidationError
 from ..ipconfig import Route
-from ..options import OPTIONS, SLAVE_OPTIONS, Value
+from ..options import MODE, OPTIONS, SLAVE_OPTIONS, Value
 from . import Files, Parsed, expressible, family_split, show, slave_by_nm, truth
 
 _ANY = {4: "0.0.0.0", 6: "::"}  # noqa: S104  # NetworkManager's "no gateway"
@@ -66,7 +66,7 @@ def export(bonds: list[Bond]) -> Files:
         mac = spec.mac.upper() if spec.mac else None
         ethernet = [(k, v) for k, v in (("mtu", spec.mtu), ("cloned-mac-address", mac))
                     if v]
-        bond_keys: list[tuple[str, object]] = [("mode", spec.mode)]
+        bond_keys: list[tuple[str, object]] = [(MODE.name, spec.mode)]
         bond_keys += [(k, _render(k, v)) for k, v in options.items() if v != ""]
         files[f"{spec.name}.nmconnection"] = _ini([
             ("connection", [("id", spec.name), ("uuid", _uuid(spec.name)), ("type", "bond"),
@@ -145,7 +145,7 @@ def parse(files: dict[str, str]) -> Parsed:
             continue
         name = conn.get("interface-name") or conn.get("id", "")
         raw_bond = dict(profile.get("bond", {}))
-        mode = raw_bond.pop("mode", "balance-rr")
+        mode = raw_bond.pop(MODE.name, MODE.default)
         options: dict[str, object] = {}
         for key, value in raw_bond.items():
             opt = OPTIONS.get(key)

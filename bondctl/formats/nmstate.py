@@ -12,7 +12,7 @@ from typing import Any
 from ..document import Bond, from_mapping
 from ..errors import ValidationError
 from ..ipconfig import Route
-from ..options import OPTIONS, Option, Value
+from ..options import MODE, OPTIONS, Option, Value
 from . import Files, Parsed, expressible, family_split, truth
 
 FILE = "bondctl.yml"
@@ -73,7 +73,7 @@ def export(bonds: list[Bond]) -> Files:
         if spec.mac:
             item["mac-address"] = spec.mac.upper()
         item["link-aggregation"] = {
-            "mode": spec.mode,
+            MODE.name: spec.mode,
             "options": {k: _value(OPTIONS[k], v) for k, v in options.items() if v != ""},
             "port": list(spec.slave_names)}
         item.update(_ip(bond.ip.addresses))
@@ -160,7 +160,7 @@ def parse(files: dict[str, str]) -> Parsed:
                 if other.get("mtu"):
                     vitem["mtu"] = other["mtu"]
                 vlans.append(vitem)
-        item: dict[str, object] = {"name": name, "mode": agg.get("mode", "balance-rr"),
+        item: dict[str, object] = {"name": name, "mode": agg.get(MODE.name, MODE.default),
                                    "options": options,
                                    "slaves": list(agg.get("port") or agg.get("ports") or []),
                                    "addresses": _addresses(iface), "routes": routes_of(name),

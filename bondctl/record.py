@@ -1,0 +1,101 @@
+"""Immutable value records on __slots__: what typing.NamedTuple gave the model (construction by
+position or keyword, defaults, equality, hash, repr, _replace, _asdict) without importing
+typing, which costs milliseconds on every CNI start. mypy reads a Record as a frozen dataclass.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar, dataclass_transform
+
+    R = TypeVar("R", bound="Record")
+else:
+    def dataclass_transform(**_: object) -> object:
+        return lambda cls: cls
+
+
+@dataclass_transform(frozen_default=True)
+class _RecordMeta(type):
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> _RecordMeta:
+        if not bases:  # Record itself
+            return super().__new__(mcls, name, bases, ns)
+        inherited: tuple[str, ...] = ()
+        for base in bases:
+            inherited += getattr(base, "_fields", ())
+        own = tuple(f for f in ns.get("__annotations__", {}) if f not in inherited)
+        defaults = {f: ns.pop(f) for f in own if f in ns}
+        fields = inherited + own
+        ns["__slots__"] = own
+        ns["_fields"] = ns["__match_args__"] = fields
+        if fields:
+            ns["__init__"] = _make_init(name, fields, {
+                **{f: d for base in bases for f, d in getattr(base, "_defaults", {}).items()},
+                **defaults})
+            ns["_defaults"] = defaults
+        return super().__new__(mcls, name, bases, ns)
+
+
+def _make_init(name: str, fields: tuple[str, ...], defaults: dict[str, object]) -> object:
+    # Generated like dataclasses' __init__: a real signature, so a missing or unknown field
+    # fails the way it did with NamedTuple (TypeError naming the field).
+    params = ", ".join(f + (f"=_d_{f}" if f in defaults else "") for f in fields)
+    body = "".join(f"\n    _set(self, {f!r}, {f})" for f in fields)
+    scope: dict[str, object] = {"_set": object.__setattr__}
+    scope.update({f"_d_{f}": d for f, d in defaults.items()})
+    exec(f"def __init__(self, {params}):{body}", scope)  # noqa: S102  # our own field names
+    init = scope["__init__"]
+    init.__qualname__ = f"{name}.__init__"  # type: ignore[attr-defined]
+    return init
+
+
+class Record(metaclass=_RecordMeta):
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    # Ordered as tuples of their fields, as NamedTuples were: lists of records sort.
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() < other._values()
+
+    def __le__(self, other: object) -> bool:
+        return self == other or self < other
+
+    def __gt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return other < self
+
+    def __ge__(self, other: object) -> bool:
+        return self == other or self > other
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: use _replace")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), self._values())
+
+    def _replace(self: R, **changes: object) -> R:
+        return type(self)(**{**self._asdict(), **changes})
+
+    def _asdict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self._fields}
