@@ -5,6 +5,7 @@ Keys from the catalogue (Option.netplan); durations are written with their unit 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..document import Bond, from_mapping
@@ -40,6 +41,10 @@ def _layer(target: dict[str, Any], addresses: tuple[str, ...] | None,
         target["routes"] = _routes(routes)
 
 
+def _can(bond: Bond, opt: Option) -> bool:
+    return opt.netplan is not None and networkd.reaches_kernel(bond, opt)  # rendered by networkd
+
+
 def export(bonds: list[Bond]) -> Files:
     import yaml  # type: ignore[import-untyped,unused-ignore]
 
@@ -49,8 +54,7 @@ def export(bonds: list[Bond]) -> Files:
     warnings: list[str] = []
     for bond in bonds:
         spec = bond.spec
-        options, said = expressible(bond, "netplan", lambda o: o.netplan is not None
-                                    and networkd.reaches_kernel(bond, o))
+        options, said = expressible(bond, "netplan", partial(_can, bond))
         warnings += said
         for slave in spec.slave_names:
             ethernets[slave] = {}
