@@ -40,6 +40,7 @@ WORKER_RESTART_DELAY = 1.0
 # Request children forked ahead. Two: a DEL right after its ADD (a runtime's retry, a pod that
 # fails to start) finds one that has finished getting ready, not one still copying pages.
 SPARES = 2
+SPARE_NICE = 10  # a spare getting ready gets about a tenth of a CPU that requests keep busy
 QUIET = 0.2  # seconds without requests before used spares are replaced (_refill_wait)
 # The caller's BONDCTL_* variables are dropped, save these: the ADD steps' fault hooks of
 # plugin.py, which only fail or kill the caller's own request (a root caller can equally run
@@ -113,7 +114,7 @@ _REHEARSAL = (b'{"cniVersion": "1.0.0", "name": "rehearsal", "type": "bond", "mo
 
 
 def get_ready(ctrl: socket.socket) -> None:
-    """What a spare does before its request, at idle priority (the zygote raises it back when
+    """What a spare does before its request, at a low priority (the zygote raises it back when
     it hands a request over, and it does so itself once ready): a forked child copies each
     page it first writes to, and CPython writes the reference count of every object it uses,
     so the copies are made here, off the request's path (in User-Mode Linux, where a page
@@ -121,15 +122,15 @@ def get_ready(ctrl: socket.socket) -> None:
     import gc
 
     gc.disable()  # a short-lived process: a collection would only walk (and copy) pages
-    idle = os.geteuid() == 0  # only root may raise its priority back
-    if idle:
+    low = os.geteuid() == 0  # only root may raise its priority back
+    if low:  # not SCHED_IDLE: on a busy node a spare must still get ready between requests
         with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, 0, SPARE_NICE)
     rehearse()
     prefault(ctrl)
-    if idle:
+    if low:
         with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
 
 
 def rehearse() -> None:
@@ -343,9 +344,9 @@ class Agent:
             return
         accepted = self.last_request = time.monotonic()
         spare = self.spares.pop(0) if self.spares else self._fork_spare()
-        # A spare still getting ready runs at idle priority: a request's process must not.
+        # A spare still getting ready runs at a low priority: a request's process must not.
         with contextlib.suppress(OSError):
-            os.sched_setscheduler(spare.pid, os.SCHED_OTHER, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, spare.pid, 0)
         # The spare takes the connection: it is this request's process now. If it died, its
         # reaping answers the shim, which then goes direct.
         with contextlib.suppress(OSError):
