@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bondctl.model import BondState
-from bondctl.options import AB, LACP, mode_number
+from bondctl.options import AB, LACP, OPTIONS, mode_number
 
 Level = Literal["error", "warning"]
 NO_PARTNER = "00:00:00:00:00:00"
+_MIN_UP = [opt.name for opt in OPTIONS.values() if opt.min_up]
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,10 @@ def health(state: BondState) -> list[Problem]:
         if slave.mii_status != "up":
             problems.append(Problem("error", f"slave {slave.name} is {slave.mii_status}"))
     up = sum(1 for s in state.slaves if s.mii_status == "up")
-    min_links = int(state.options.get("min_links", 0))  # type: ignore[arg-type]
-    if min_links and up < min_links:
-        problems.append(Problem("error", f"{up} slave(s) up, fewer than min_links {min_links}"))
+    for name in _MIN_UP:
+        floor = int(state.options.get(name, 0))  # type: ignore[arg-type]
+        if floor and up < floor:
+            problems.append(Problem("error", f"{up} slave(s) up, fewer than {name} {floor}"))
     number = mode_number(state.mode)
     if number == AB and state.slaves and not state.active_slave:
         problems.append(Problem("error", "no active slave: the bond carries no traffic"))

@@ -76,7 +76,7 @@ class Option:
     __slots__ = (
         "aliases", "choices", "cni_key", "default", "doc", "down", "effective", "ifla",
         "ifla_name", "ifupdown2", "ip", "is_mode", "json_key", "kind", "maximum",
-        "min_kernel", "minimum", "modes", "name", "names_slave", "needs_arp",
+        "min_kernel", "min_up", "minimum", "modes", "name", "names_slave", "needs_arp",
         "needs_miimon", "netplan", "networkd", "networkd_with", "nm", "nmstate", "nmstate_words",
         "no_slaves", "sysfs", "transient", "unit", "when_absent", "wire",
     )
@@ -107,6 +107,9 @@ class Option:
         transient: bool = False,  # a request, not a setting: the kernel moves it (failover)
         needs_miimon: bool = False,  # a delay counted in miimon ticks: needs miimon > 0
         needs_arp: bool = False,  # probed by the ARP monitor: needs arp_interval > 0
+        # The fewest slaves up for the bond to report carrier: a health check (health.py,
+        # the CLI and the pods' monitor) holds the slaves up against it.
+        min_up: bool = False,
         min_kernel: tuple[int, int] = (0, 0),
         aliases: tuple[str, ...] = (),  # other names people and tools use for it
         # Other tools' files (bondctl/formats): None/False where the tool cannot express it.
@@ -144,6 +147,7 @@ class Option:
         self.transient = transient
         self.needs_miimon = needs_miimon
         self.needs_arp = needs_arp
+        self.min_up = min_up
         self.when_absent: Value | None = _WHEN_ABSENT.get(self.kind)
         self.min_kernel = min_kernel
         self.aliases = aliases
@@ -400,7 +404,7 @@ _OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "min_links", doc="Minimum slaves up before the bond reports carrier.", ifla=18,
-        effective=frozenset({LACP}), networkd="MinLinks", netplan="min-links",
+        min_up=True, effective=frozenset({LACP}), networkd="MinLinks", netplan="min-links",
     ),
     Option(
         "lp_interval", doc="Seconds between learning packets to each slave's switch.", ifla=19,
