@@ -254,36 +254,38 @@ def _extra_routes(want: Iterable[Route], have: Iterable[Route]) -> list[Route]:
     return [h for h in have if not any(w.matches(h) for w in want)]
 
 
-def _layer_drifts(prefix: str, want_addrs: Sequence[str] | None,
+def _layer_drifts(link: str | None, want_addrs: Sequence[str] | None,
                   want_routes: Sequence[Route] | None, have_addrs: Sequence[str],
                   have_routes: Sequence[Route]) -> list[Drift]:
+    prefix = f"{link}." if link else ""
     drifts = []
     if want_addrs is not None and set(want_addrs) != set(have_addrs):
-        drifts.append(Drift(prefix + "addresses", sorted(want_addrs), sorted(have_addrs)))
+        drifts.append(Drift(prefix + "addresses", sorted(want_addrs), sorted(have_addrs),
+                            "ip", "addresses", link))
     if want_routes is not None and (_missing_routes(want_routes, have_routes)
                                     or _extra_routes(want_routes, have_routes)):
         drifts.append(Drift(prefix + "routes", [str(r) for r in want_routes],
-                            [str(r) for r in have_routes]))
+                            [str(r) for r in have_routes], "ip", "routes", link))
     return drifts
 
 
 def diff(want: IpConfig, have: IpConfig) -> list[Drift]:
     """Every way `have` (read from the kernel) fails `want`."""
-    drifts = _layer_drifts("", want.addresses, want.routes, have.addresses or (),
+    drifts = _layer_drifts(None, want.addresses, want.routes, have.addresses or (),
                            have.routes or ())
     if want.vlans is None:
         return drifts
     want_ids = {v.name: v.id for v in want.vlans}
     have_ids = {v.name: v.id for v in have.vlans or ()}
     if want_ids != have_ids:
-        drifts.append(Drift("vlans", _vlan_words(want_ids), _vlan_words(have_ids)))
+        drifts.append(Drift("vlans", _vlan_words(want_ids), _vlan_words(have_ids), "ip", "vlans"))
     for v in want.vlans:
         got = have.vlan(v.name)
         if got is None or got.id != v.id:
             continue
         if v.mtu is not None and v.mtu != got.mtu:
-            drifts.append(Drift(f"{v.name}.mtu", v.mtu, got.mtu))
-        drifts += _layer_drifts(f"{v.name}.", v.addresses, v.routes, got.addresses or (),
+            drifts.append(Drift(f"{v.name}.mtu", v.mtu, got.mtu, "ip", "mtu", v.name))
+        drifts += _layer_drifts(v.name, v.addresses, v.routes, got.addresses or (),
                                 got.routes or ())
     return drifts
 

@@ -29,6 +29,9 @@ from .record import Record
 TYPE_CHECKING = False  # neither typing nor dataclasses (inspect): milliseconds per pod start
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from typing import Literal
+
+    DriftKind = Literal["mode", "option", "slaves", "slave_option", "link", "ip"]
 
 _NO_OPTIONS: Mapping[str, int] = MappingProxyType({})
 
@@ -169,11 +172,23 @@ class BondState(Record):
 
 
 class Drift(Record):
-    """One difference between spec and state: `what` names the field, as a person reads it."""
+    """One difference between what is asked and what runs. `what` names it as a person reads
+    it (CHECK's message and `bondctl diff` print it); `kind`, `key` and `link` say what it is,
+    so that whoever acts on a drift never parses `what`:
+
+    - "mode", "option": key is the option's kernel name;
+    - "slaves": the set of slaves;
+    - "slave_option": link is the slave, key the per-slave option;
+    - "link": key is the bond's own link attribute (mtu, mac, up);
+    - "ip": key is addresses, routes, vlans or mtu; link is the VLAN, None for the bond.
+    """
 
     what: str
     want: object
     have: object
+    kind: DriftKind = "option"
+    key: str = ""
+    link: str | None = None
 
     def __str__(self) -> str:
         return f"{self.what}: want {_show(self.want)}, have {_show(self.have)}"
@@ -196,15 +211,16 @@ def diff(spec: BondSpec, state: BondState) -> list[Drift]:
     """Every way `state` fails `spec`; empty when the bond is exactly as asked."""
     drifts: list[Drift] = []
     if spec.mode != state.mode:
-        drifts.append(Drift(MODE.name, spec.mode, state.mode))
+        drifts.append(Drift(MODE.name, spec.mode, state.mode, "mode", MODE.name))
     for name, want in spec.options.items():
         if OPTIONS[name].transient:
             continue  # a request, not a setting: the kernel moves it on failover
         have = state.options.get(name)
         if not _same(name, want, have):
-            drifts.append(Drift(name, want, have))
+            drifts.append(Drift(name, want, have, "option", name))
     if set(spec.slave_names) != set(state.slave_names):
-        drifts.append(Drift("slaves", sorted(spec.slave_names), sorted(state.slave_names)))
+        drifts.append(Drift("slaves", sorted(spec.slave_names), sorted(state.slave_names),
+                            "slaves"))
     for slave in spec.slaves:
         have_slave = state.slave(slave.name)
         if have_slave is None:
@@ -212,13 +228,12 @@ def diff(spec: BondSpec, state: BondState) -> list[Drift]:
         for name, want_value in slave.options.items():
             have_value = getattr(have_slave, name)
             if have_value is not None and have_value != want_value:
-                drifts.append(Drift(f"{slave.name}.{name}", want_value, have_value))
-    if spec.mtu is not None and spec.mtu != state.mtu:
-        drifts.append(Drift("mtu", spec.mtu, state.mtu))
-    if spec.mac is not None and spec.mac != state.mac:
-        drifts.append(Drift("mac", spec.mac, state.mac))
-    if spec.up != state.up:
-        drifts.append(Drift("up", spec.up, state.up))
+                drifts.append(Drift(f"{slave.name}.{name}", want_value, have_value,
+                                    "slave_option", name, slave.name))
+    for key, want_link, have_link in (("mtu", spec.mtu, state.mtu), ("mac", spec.mac, state.mac),
+                                      ("up", spec.up, state.up)):
+        if want_link is not None and want_link != have_link:
+            drifts.append(Drift(key, want_link, have_link, "link", key))
     return drifts
 
 

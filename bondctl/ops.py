@@ -77,7 +77,8 @@ class Bonds:
     def show(self, name: str) -> BondState:
         return self.backend.read(name, self.netns)
 
-    def _links(self) -> dict[str, Link]:
+    def links(self) -> dict[str, Link]:
+        """Every link of the namespace by name (the bond's slaves and anything else)."""
         return {link.name: link for link in self.backend.links(self.netns)}
 
     def _run(self, steps: Sequence[Step]) -> None:
@@ -90,7 +91,7 @@ class Bonds:
     def create(self, spec: BondSpec) -> Outcome:
         check_supported(self.backend, spec.options,
                         {k for s in spec.slaves for k in s.options})
-        links = self._links()
+        links = self.links()
         if spec.name in links:
             raise ValidationError(f"{spec.name} already exists in {self.netns.label}")
         for slave in spec.slave_names:
@@ -114,7 +115,7 @@ class Bonds:
 
     def _undo_create(self, spec: BondSpec, before: Mapping[str, Link]) -> None:
         """Remove what a failed create made and put the slaves back as they were."""
-        now = self._links()
+        now = self.links()
         undo: list[Step] = []
         if spec.name in now:
             undo += [SetLink(s, master="") for s in spec.slave_names
@@ -142,7 +143,7 @@ class Bonds:
     def enslave(self, name: str, slaves: Sequence[str],
                 slave_options: Mapping[str, Mapping[str, object]] | None = None) -> Outcome:
         state = self.show(name)
-        links = self._links()
+        links = self.links()
         for slave in slaves:
             _check_free(slave, links)
         parsed = {s: {SLAVE_OPTIONS[k].name: SLAVE_OPTIONS[k].parse(v) for k, v in o.items()}
@@ -202,6 +203,18 @@ class Bonds:
         if wrong:
             raise DriftError(f"{name}: the kernel did not keep " + "; ".join(wrong))
         return outcome
+
+    def set_link(self, name: str, *, mtu: int | None = None, mac: str | None = None,
+                 up: bool | None = None,
+                 slave_options: Mapping[str, Mapping[str, int]] | None = None) -> Outcome:
+        """The bond's own link attributes and its slaves' per-slave options, in one batch:
+        what a desired state asks beyond the bonding options. None leaves a value alone."""
+        steps: list[Step] = [SetSlave(s, dict(o)) for s, o in (slave_options or {}).items()]
+        if (mtu, mac, up) != (None, None, None):
+            steps.append(SetLink(name, mtu=mtu, mac=mac, up=up))
+        if steps:
+            self._run(steps)
+        return Outcome(None, steps)
 
     def failover(self, name: str, to: str | None = None) -> Outcome:
         state = self.show(name)

@@ -121,28 +121,26 @@ def verdict(now: float, deadline: float, results: Sequence[bool], has_probe: boo
 # -- taking and restoring ----------------------------------------------------------------------
 def snapshot(session: Any, entries: Sequence[Any]) -> list[dict[str, Any]]:
     """Every bond the file names, exactly as it runs now (or absent)."""
-    from bondctl import ipconfig
-    from bondctl.cli.desired import _read_state
     from bondctl.document import from_state, to_mapping
+    from bondctl.reconcile import read
 
     saved = []
     for entry in entries:
         bonds = session.bonds(entry.netns)
         where = bonds.netns.path
-        state = _read_state(bonds, entry.spec.name)
+        state, have_ip = read(bonds, entry.spec.name)
         if state is None:
             saved.append({"absent": entry.spec.name, "netns": where})
             continue
-        bond = from_state(state, ipconfig.read(bonds.netns, state.name), where)
-        saved.append(to_mapping(bond))
+        saved.append(to_mapping(from_state(state, have_ip, where)))
     return saved
 
 
 def restore(session: Any, saved: Sequence[dict[str, Any]]) -> list[str]:
     """Put every saved bond back; each failure is reported and the others still restored."""
-    from bondctl.cli.desired import reconcile, verify
     from bondctl.document import from_mapping
     from bondctl.errors import BondctlError
+    from bondctl.reconcile import reconcile, verify
 
     said = []
     for item in saved:
@@ -156,8 +154,9 @@ def restore(session: Any, saved: Sequence[dict[str, Any]]) -> list[str]:
                     pass
                 continue
             entry = from_mapping(item)
-            plan = reconcile(session, entry, dry_run=False)
-            verify(session, entry)
+            bonds = session.bonds(entry.netns)
+            plan = reconcile(bonds, entry)
+            verify(bonds, entry)
             said.append(f"{entry.spec.name}: restored ({plan.action})")
         except (BondctlError, OSError) as exc:
             said.append(f"{item.get('name') or item.get('absent')}: restore failed: {exc}")

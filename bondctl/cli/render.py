@@ -11,16 +11,10 @@ from rich.table import Table
 from rich.text import Text
 
 from bondctl.cli.flags import render_value
-from bondctl.cli.views import (
-    BackendView,
-    BondView,
-    Check,
-    OptionCheck,
-    PlanView,
-    SlaveView,
-)
+from bondctl.cli.views import BackendView, BondView, Check, SlaveView
 from bondctl.health import NO_PARTNER, Problem
 from bondctl.options import AB, LACP, MODES
+from bondctl.reconcile import Plan, SettingCheck
 
 OK, WARN, BAD, DIM = "green", "yellow", "bold red", "dim"
 
@@ -62,7 +56,7 @@ def _state_style(view: BondView) -> str:
 
 
 def _ns(view: BondView) -> str:
-    return view.netns or "(current)"
+    return view.bond.netns or "(current)"
 
 
 # Every cell that can carry a name or a kernel message is a Text: a str cell would be parsed
@@ -74,8 +68,9 @@ def bond_table(views: Sequence[BondView]) -> Table:
     for view in views:
         up = Text(f"{view.slaves_up}/{len(view.slaves)}",
                   style=BAD if view.slaves_up < len(view.slaves) else "")
-        table.add_row(Text(view.name), view.mode, Text(view.state, style=_state_style(view)),
-                      Text(view.active_slave or "-"), up, str(view.mtu), Text(_ns(view)))
+        bond = view.bond
+        table.add_row(Text(bond.name), bond.mode, Text(view.state, style=_state_style(view)),
+                      Text(bond.active_slave or "-"), up, str(bond.mtu), Text(_ns(view)))
     return table
 
 
@@ -90,14 +85,15 @@ def problems(items: Iterable[Problem]) -> Text:
 
 
 def header(view: BondView) -> Text:
+    bond = view.bond
     text = Text()
-    text.append(view.name, style="bold")
-    text.append(f"  {view.mode}  ")
+    text.append(bond.name, style="bold")
+    text.append(f"  {bond.mode}  ")
     text.append(view.state, style=_state_style(view))
-    text.append(f"  mtu {view.mtu}  mac {view.mac}  netns {_ns(view)}")
-    if view.active_slave or view.mode == MODES[AB]:
+    text.append(f"  mtu {bond.mtu}  mac {bond.mac}  netns {_ns(view)}")
+    if bond.active_slave or bond.mode == MODES[AB]:
         text.append("  active ")
-        text.append(view.active_slave or "none", style="" if view.active_slave else BAD)
+        text.append(bond.active_slave or "none", style="" if bond.active_slave else BAD)
     return text
 
 
@@ -109,7 +105,7 @@ def options_table(view: BondView, *, show_all: bool) -> Table:
     for opt in view.options:
         if not opt.effective and not show_all:
             continue
-        remark = "" if opt.effective else f"no effect in {view.mode}"
+        remark = "" if opt.effective else f"no effect in {view.bond.mode}"
         if not remark and opt.is_default:
             remark = "default"
         style = DIM if (opt.is_default or not opt.effective) else ""
@@ -125,25 +121,26 @@ def _speed(slave: SlaveView) -> str:
 
 
 def slaves_table(view: BondView) -> Table:
-    lacp = view.mode == MODES[LACP]
+    lacp = view.bond.mode == MODES[LACP]
     table = FitTable(box=None, pad_edge=False, header_style="bold")
     columns = ["SLAVE", "STATE", "MII", "FAILURES", "PERM MAC", "SPEED", "DUPLEX", "QUEUE"]
     if lacp:
         columns.append("AGGREGATOR")
     for column in columns:
         table.add_column(column, no_wrap=True)
-    aggregator = (view.ad_info or {}).get("aggregator")
-    for slave in view.slaves:
-        mii = Text(slave.mii_status, style=OK if slave.healthy else BAD)
-        active = slave.name == view.active_slave
+    aggregator = (view.bond.ad_info or {}).get("aggregator")
+    for seen in view.slaves:
+        slave = seen.slave
+        mii = Text(slave.mii_status, style=OK if seen.healthy else BAD)
+        active = slave.name == view.bond.active_slave
         row: list[str | Text] = [
             Text(slave.name, style="bold" if active else ""),
             Text(slave.state, style=OK if slave.state == "active" else ""),
             mii,
             Text(str(slave.link_failure_count), style=WARN if slave.link_failure_count else ""),
             Text(slave.perm_hwaddr or "-"),
-            _speed(slave),
-            Text(slave.duplex or "-"),
+            _speed(seen),
+            Text(seen.duplex or "-"),
             str(slave.queue_id),
         ]
         if lacp:
@@ -155,7 +152,7 @@ def slaves_table(view: BondView) -> Table:
 
 
 def ad_table(view: BondView) -> Table:
-    info = view.ad_info or {}
+    info = view.bond.ad_info or {}
     table = FitTable(box=None, pad_edge=False, show_header=False)
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True)
@@ -174,11 +171,11 @@ def bond_detail(view: BondView, *, show_all: bool = False) -> Group:
               options_table(view, show_all=show_all)]
     hidden = sum(1 for o in view.options if not o.effective)
     if hidden and not show_all:
-        parts.append(Text(f"({hidden} options with no effect in {view.mode} hidden; --all "
+        parts.append(Text(f"({hidden} options with no effect in {view.bond.mode} hidden; --all "
                           "shows them)", style=DIM))
     parts += [Text(), Text("Slaves", style="bold underline")]
     parts.append(slaves_table(view) if view.slaves else Text("none", style=WARN))
-    if view.mode == MODES[LACP]:
+    if view.bond.mode == MODES[LACP]:
         parts += [Text(), Text(MODES[LACP], style="bold underline"), ad_table(view)]
     return Group(*parts)
 
@@ -219,7 +216,7 @@ def doctor_table(checks: Sequence[Check]) -> Table:
     return table
 
 
-def check_table(rows: Sequence[OptionCheck]) -> Table:
+def check_table(rows: Sequence[SettingCheck]) -> Table:
     table = FitTable(box=None, pad_edge=False, header_style="bold")
     for column in ("BOND", "SETTING", "WANT", "HAVE", "RESULT"):
         table.add_column(column, no_wrap=True)
@@ -229,7 +226,7 @@ def check_table(rows: Sequence[OptionCheck]) -> Table:
     return table
 
 
-def plan_renderable(plans: Sequence[PlanView]) -> Group:
+def plan_renderable(plans: Sequence[Plan]) -> Group:
     parts: list[RenderableType] = []
     for plan in plans:
         where = f" in {plan.netns}" if plan.netns else ""
@@ -239,12 +236,12 @@ def plan_renderable(plans: Sequence[PlanView]) -> Group:
         verb = "create" if plan.action == "create" else "change"
         parts.append(Text(f"{'+' if verb == 'create' else '~'} {plan.bond}{where}: {verb}",
                           style="bold"))
-        for what, want, have in plan.changes:
-            line = Text(f"    {what}: ")
-            if have is not None or plan.action == "change":
-                line.append(_show(have), style="red")
+        for drift in plan.changes:
+            line = Text(f"    {drift.what}: ")
+            if drift.have is not None or plan.action == "change":
+                line.append(_show(drift.have), style="red")
                 line.append(" -> ")
-            line.append(_show(want), style=OK)
+            line.append(_show(drift.want), style=OK)
             parts.append(line)
     return Group(*parts)
 

@@ -1,71 +1,76 @@
 """The typed results of read commands: one model each, rendered as a rich table or as JSON.
 
-A view is built from what a backend read back (BondState, Link) plus what only the CLI wants
-(speed and duplex, health problems); `to_json()` is the whole machine-readable answer and the
-rich renderers in bondctl.cli.render draw from the same fields.
+A view holds what a backend read back (BondState, SlaveState) or what an operation found (a
+reconcile.Plan) and adds only what the CLI wants beside it (speed and duplex, health problems,
+options judged against the catalogue); `to_json()` is the whole machine-readable answer and the
+rich renderers in bondctl.cli.render draw from the same objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from bondctl.health import Problem, health
 from bondctl.model import BondState, SlaveState
-from bondctl.options import OPTIONS, Value, mode_number
+from bondctl.options import OPTIONS, Option, Value, mode_number
+
+if TYPE_CHECKING:
+    from bondctl.reconcile import Plan
+
+
+# The JSON's keys for a slave, in the order `show --json` has always printed them.
+_SLAVE_KEYS = ("name", "state", "mii_status", "link_failure_count", "perm_hwaddr", "mac", "up",
+               "operstate", "mtu", "queue_id", "prio", "ad_aggregator_id")
 
 
 @dataclass(frozen=True)
 class SlaveView:
-    name: str
-    state: str
-    mii_status: str
-    link_failure_count: int
-    perm_hwaddr: str
-    mac: str
-    up: bool
-    operstate: str
-    mtu: int
-    queue_id: int
-    prio: int | None
-    ad_aggregator_id: int | None
+    """A slave as read back, with what the CLI looks up beside it (sysfs speed and duplex)."""
+
+    slave: SlaveState
     speed: int | None = None  # Mb/s; None when the driver does not say (or we cannot look)
     duplex: str | None = None
 
     @property
     def healthy(self) -> bool:
-        return self.mii_status == "up"
+        return self.slave.mii_status == "up"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {key: getattr(self.slave, key) for key in _SLAVE_KEYS}
+        out.update(speed=self.speed, duplex=self.duplex)
+        return out
 
 
 @dataclass(frozen=True)
 class OptionView:
-    name: str
+    """An option's value as read back, judged against the catalogue's row."""
+
+    option: Option
     value: Value
-    default: Value
     effective: bool  # does it change anything in the bond's mode (Option.effective)
 
     @property
+    def name(self) -> str:
+        return self.option.name
+
+    @property
     def is_default(self) -> bool:
-        default = self.default
-        if OPTIONS[self.name].kind in ("int", "flag", "enum", "mac"):
-            default = OPTIONS[self.name].parse(default)
+        default = self.option.default
+        if self.option.kind in ("int", "flag", "enum", "mac"):
+            default = self.option.parse(default)
         return self.value == default
 
 
 @dataclass(frozen=True)
 class BondView:
-    name: str
-    netns: str | None
-    mode: str
-    up: bool
-    operstate: str
-    mtu: int
-    mac: str
-    active_slave: str | None
-    options: tuple[OptionView, ...]
+    """A bond as read back (`bond`), with what only the CLI adds: its slaves' speeds, the
+    health judgement, and each option judged against the catalogue."""
+
+    bond: BondState
     slaves: tuple[SlaveView, ...]
-    ad_info: Mapping[str, Value] | None
+    options: tuple[OptionView, ...]
     problems: tuple[Problem, ...]
 
     @property
@@ -75,9 +80,9 @@ class BondView:
     @property
     def state(self) -> str:
         """One word for a table cell: up, degraded, no-carrier or down."""
-        if not self.up:
+        if not self.bond.up:
             return "down"
-        if self.operstate not in ("UP", "UNKNOWN"):
+        if self.bond.operstate not in ("UP", "UNKNOWN"):
             return "no-carrier"
         return "degraded" if self.problems else "up"
 
@@ -85,34 +90,36 @@ class BondView:
         return next((o.value for o in self.options if o.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
+        bond = self.bond
         return {
-            "name": self.name,
-            "netns": self.netns,
-            "mode": self.mode,
+            "name": bond.name,
+            "netns": bond.netns,
+            "mode": bond.mode,
             "state": self.state,
-            "up": self.up,
-            "operstate": self.operstate,
-            "mtu": self.mtu,
-            "mac": self.mac,
-            "active_slave": self.active_slave,
+            "up": bond.up,
+            "operstate": bond.operstate,
+            "mtu": bond.mtu,
+            "mac": bond.mac,
+            "active_slave": bond.active_slave,
             "slaves_up": self.slaves_up,
             "options": {o.name: _plain(o.value) for o in self.options},
             "ineffective_options": [o.name for o in self.options if not o.effective],
-            "ad_info": {k: _plain(v) for k, v in self.ad_info.items()} if self.ad_info else None,
-            "slaves": [asdict(s) for s in self.slaves],
+            "ad_info": {k: _plain(v) for k, v in bond.ad_info.items()} if bond.ad_info else None,
+            "slaves": [s.to_json() for s in self.slaves],
             "problems": [asdict(p) for p in self.problems],
         }
 
     def summary_json(self) -> dict[str, Any]:
+        bond = self.bond
         return {
-            "name": self.name,
-            "netns": self.netns,
-            "mode": self.mode,
+            "name": bond.name,
+            "netns": bond.netns,
+            "mode": bond.mode,
             "state": self.state,
-            "active_slave": self.active_slave,
-            "slaves": [s.name for s in self.slaves],
+            "active_slave": bond.active_slave,
+            "slaves": [s.slave.name for s in self.slaves],
             "slaves_up": self.slaves_up,
-            "mtu": self.mtu,
+            "mtu": bond.mtu,
             "problems": [asdict(p) for p in self.problems],
         }
 
@@ -121,33 +128,14 @@ def _plain(value: Value) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def slave_view(slave: SlaveState, speed: tuple[int | None, str | None] = (None, None)
-               ) -> SlaveView:
-    return SlaveView(
-        name=slave.name, state=slave.state, mii_status=slave.mii_status,
-        link_failure_count=slave.link_failure_count, perm_hwaddr=slave.perm_hwaddr,
-        mac=slave.mac, up=slave.up, operstate=slave.operstate, mtu=slave.mtu,
-        queue_id=slave.queue_id, prio=slave.prio, ad_aggregator_id=slave.ad_aggregator_id,
-        speed=speed[0], duplex=speed[1],
-    )
-
-
 def bond_view(state: BondState,
               speeds: Mapping[str, tuple[int | None, str | None]] | None = None) -> BondView:
     number = mode_number(state.mode)
-    options = tuple(
-        OptionView(name, state.options[name], opt.default, number in opt.effective)
-        for name, opt in OPTIONS.items()
-        if name in state.options
-    )
-    slaves = tuple(slave_view(s, (speeds or {}).get(s.name, (None, None)))
+    options = tuple(OptionView(opt, state.options[name], number in opt.effective)
+                    for name, opt in OPTIONS.items() if name in state.options)
+    slaves = tuple(SlaveView(s, *(speeds or {}).get(s.name, (None, None)))
                    for s in state.slaves)
-    return BondView(
-        name=state.name, netns=state.netns, mode=state.mode, up=state.up,
-        operstate=state.operstate, mtu=state.mtu, mac=state.mac,
-        active_slave=state.active_slave, options=options, slaves=slaves,
-        ad_info=state.ad_info, problems=tuple(health(state)),
-    )
+    return BondView(state, slaves, options, tuple(health(state)))
 
 
 @dataclass(frozen=True)
@@ -179,37 +167,22 @@ class Check:
     fix: str = ""
 
 
-@dataclass(frozen=True)
-class OptionCheck:
-    """One row of `bondctl check`: a setting the file asks for, and what runs."""
-
-    bond: str
-    what: str
-    want: object
-    have: object
-    ok: bool
-
-
-@dataclass
 class PlanView:
-    """What `apply`/`diff` found for one bond in a file."""
+    """What `apply`/`diff` found for one bond in a file (a reconcile.Plan), as JSON."""
 
-    bond: str
-    netns: str | None
-    action: Literal["create", "change", "none"]
-    changes: list[tuple[str, object, object]] = field(default_factory=list)
-    commands: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
 
     def to_json(self) -> dict[str, Any]:
+        plan = self.plan
         return {
-            "bond": self.bond,
-            "netns": self.netns,
-            "action": self.action,
-            "changes": [{"what": w, "want": _jsonable(a), "have": _jsonable(b)}
-                        for w, a, b in self.changes],
-            "commands": self.commands,
-            "notes": self.notes,
+            "bond": plan.bond,
+            "netns": plan.netns,
+            "action": plan.action,
+            "changes": [{"what": d.what, "want": _jsonable(d.want), "have": _jsonable(d.have)}
+                        for d in plan.changes],
+            "commands": plan.commands,
+            "notes": plan.notes,
         }
 
 
@@ -217,4 +190,3 @@ def _jsonable(value: object) -> object:
     if isinstance(value, tuple):
         return list(value)
     return value
-

@@ -165,12 +165,13 @@ def screen(tracker: Tracker, source: str, *, clock: float | None = None) -> Grou
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("SLAVE", "STATE", "MII", "FAILS", "RX", "", "TX", ""):
             table.add_column(column, no_wrap=True)
-        for slave in view.slaves:
+        for seen in view.slaves:
+            slave = seen.slave
             rx, tx = tracker.rates(slave.name)
             table.add_row(
-                Text(slave.name, style="bold" if slave.name == view.active_slave else ""),
+                Text(slave.name, style="bold" if slave.name == view.bond.active_slave else ""),
                 Text(slave.state, style=OK if slave.state == "active" else ""),
-                Text(slave.mii_status, style=OK if slave.healthy else BAD),
+                Text(slave.mii_status, style=OK if seen.healthy else BAD),
                 Text(str(slave.link_failure_count),
                      style=WARN if slave.link_failure_count else ""),
                 human_rate(rx[-1] if rx else 0), Text(sparkline(rx), style="cyan"),
@@ -241,7 +242,7 @@ class Watcher:
             if self.tracker.state is None:
                 raise
             state = None
-        links = {link.name: link for link in self.bonds.backend.links(self.bonds.netns)}
+        links = self.bonds.links()
         return self.tracker.update(state, links, time.monotonic())
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                           "bondctl.hostlinks", "bondctl.hookspecs", "bondctl.registry",
                           "bondctl.plugin")),
     ("backends", ("bondctl.backends",)),
-    ("operations", ("bondctl.ops",)),
+    ("operations", ("bondctl.ops", "bondctl.reconcile")),
     ("CNI and observe", ("bondctl.cni", "bondctl.observe")),
     ("CLI", ("bondctl.cli",)),
 ]
