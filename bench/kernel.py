@@ -133,6 +133,7 @@ DIRECT_DIST = "netlink (dist/bond, direct)"
 AGENT = "netlink (dist/bond → bondctl agent)"
 PIP = "netlink (.venv/bin/bond)"
 TRUE = "/bin/true (floor)"
+IPAM = "static IPAM (floor)"
 
 
 def variants() -> list[tuple[str, str, str, dict[str, str]]]:
@@ -181,6 +182,12 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, A
     address_of = {label: ADDRESS.format(i) for i, label in enumerate(commands)}
     bare = Command([python(), "-I", "-S", "-c", "pass"], measured_env())
     true = Command(["/bin/true"], measured_env())
+    # The IPAM plugin the bond ADD and DEL run (a Go binary, as for Go bond-cni), alone: its DEL
+    # of an address it never gave changes nothing.
+    ipam_conf = scratch / "ipam.json"
+    ipam_conf.write_text(json.dumps({"cniVersion": "1.0.0", "name": "bench-ipam", "ipam": {
+        "type": "static", "addresses": [{"address": ADDRESS.format(250)}]}}))
+    ipam = cni(f"{CNI_PATH}/static", "DEL", ipam_conf, floor_pod, "bench-ipam", out)
 
     def add_del(label: str, verify: bool) -> Callable[[], float]:
         add, delete = commands[label]
@@ -202,12 +209,15 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, A
     jobs = {label: add_del(label, False) for label in commands}
     jobs["python -I -S -c pass (floor)"] = bare.time
     jobs[TRUE] = true.time
+    jobs[IPAM] = ipam.time
     del_times = round_robin(runs, jobs)
     floor_add_ms = summary(add_times["ip -batch (floor)"])["median_ms"]
     floor_del_ms = summary(del_times["ip -batch (floor)"])["median_ms"]
     bare_ms = summary(del_times.pop("python -I -S -c pass (floor)"))
     true_ms = summary(del_times.pop(TRUE))
-    results: dict[str, Any] = {"floor_python": bare_ms, "floor_true": true_ms, "variants": {}}
+    ipam_ms = summary(del_times.pop(IPAM))
+    results: dict[str, Any] = {"floor_python": bare_ms, "floor_true": true_ms,
+                               "floor_ipam": ipam_ms, "variants": {}}
     for label in commands:
         add_s, del_s = summary(add_times[label]), summary(del_times[label])
         both = [a + d for a, d in zip(add_times[label], del_times[label], strict=True)]

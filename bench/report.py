@@ -167,6 +167,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_ms(2 * t)} | {_x(2 * t / bare)} | 1 | 1 |")
         add(f"| `python3 -I -S -c pass` (floor) | {_ms(bare)} | | | {_ms(bare)} | | | "
             f"{_ms(2 * bare)} | 2.00x | 1 | 1 |")
+        if "floor_ipam" in lat:
+            i = lat["floor_ipam"]["median_ms"]
+            add(f"| `static` IPAM alone (floor: the Go plugin ADD and DEL each run) | {_ms(i)} "
+                f"| | | {_ms(i)} | | | {_ms(2 * i)} | {_x(2 * i / bare)} | 1 | 1 |")
         for label, v in lat["variants"].items():
             a, d = v["add"], v["del"]
             both = v.get("add_del", {})
@@ -179,6 +183,12 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_ms(d['p90_ms'])} | {_x(d['x_ip_batch'])} | "
                 f"{_ms(both.get('median_ms'))} | {_x(both.get('x_python'))} | "
                 f"{procs['add']} | {procs['del']} |")
+        floor = lat["variants"].get("ip -batch (floor)", {}).get("add_del", {}).get("median_ms")
+        if "floor_ipam" in lat and floor:
+            least = floor + 2 * lat["floor_ipam"]["median_ms"]
+            add(f"\nWhat no plugin that runs its IPAM can go below here: the `ip -batch` floors "
+                f"plus two `static` runs, {_ms(least)} ms ADD+DEL, {_x(least / bare)} one bare "
+                f"interpreter start.")
         for command, seen in lat.get("agent_phases", {}).items():
             steps = ", ".join(f"{name} {ms:.1f}" for name, ms in seen["median"].items()
                               if not name.startswith("faults"))
