@@ -8,14 +8,24 @@ with the device while it stays in the namespace. The kernel's refusals come out 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing costs milliseconds to import, and the CNI imports this
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import Any
 
     from .backend import LinkContract, RouteHops
-    from .netlink import Link
+    from .netlink import Link as Link
     from .netns import Netns
+
+
+def parse_address(text: str) -> tuple[int, bytes, int]:
+    """'10.1.2.3/24', '2001:db8::1/64' or a bare address (a host prefix) as (4 or 6, address
+    bytes, prefix length), checked as the contract checks an address it is given; ValueError
+    otherwise."""
+    from .netlink import AF_INET, parse_cidr
+
+    family, raw, prefix = parse_cidr(text)
+    return 4 if family == AF_INET else 6, raw, prefix
 
 
 class Links:

@@ -48,9 +48,8 @@ from .state import (
 
 if TYPE_CHECKING:
     from ..backend import Backend, LinkContract
-    from ..links import Links
+    from ..links import Link, Links
     from ..model import BondSpec
-    from ..netlink import Link
     from ..ops import Bonds
 
 # The ADD steps, in order: BONDCTL_FAULT=<step> fails right after one, BONDCTL_FAULT_KILL=<step>
@@ -550,7 +549,7 @@ def cmd_del(env: CniEnv, conf: NetConf) -> None:
     elif bad is not None:
         log.warning(f"{bad.msg}; falling back to the configuration")
         pod = pin_if_alive(env.netns)
-        record = fallback_links(kernel.links(pod), conf, env.ifname) if pod else None
+        record = None if pod is None else fallback_links(kernel.links(pod), conf, env.ifname)
     for name in sorted(link.name for link in (record.links if record else []) if link.host):
         store.lock_or_busy(link_lock_name(name), wait=LOCK_WAIT, what=f"link {name}")
     if record is not None:

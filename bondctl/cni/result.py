@@ -83,18 +83,19 @@ def _kind(value: object) -> str:
 
 def _family(address: str) -> int:
     """4 or 6 for an IP address in text form; ValueError otherwise."""
-    from ..netlink import AF_INET, ip_bytes  # only when a result is read
+    if "/" in address:
+        raise ValueError(f"invalid IP address {address!r}")
+    from ..links import parse_address  # only when a result is read
 
-    return 4 if ip_bytes(address)[0] == AF_INET else 6
+    return parse_address(address)[0]
 
 
 def _cidr(text: str) -> tuple[int, bytes, int]:
-    from ..netlink import AF_INET, parse_cidr
+    from ..links import parse_address
 
     if "/" not in text:
-        raise ValueError("no prefix length")  # parse_cidr would take a bare address as /32
-    family, raw, prefix = parse_cidr(text)
-    return 4 if family == AF_INET else 6, raw, prefix
+        raise ValueError("no prefix length")  # parse_address would take a bare one as /32
+    return parse_address(text)
 
 
 def _value(value: object, kind: str, path: str) -> object:
