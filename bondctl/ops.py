@@ -58,6 +58,7 @@ class Outcome:
         self.state = state
         self.steps = steps or []
         self.notes = notes or []
+        self.changed: dict[str, Value] = {}  # the bond's options set, in the order set
 
 
 class Bonds:
@@ -193,6 +194,8 @@ class Bonds:
             return outcome
         steps, outcome.notes = plan_set(state, changes, self.backend.slave_options)
         outcome.steps = steps
+        outcome.changed = {k: v for step in steps if isinstance(step, SetBond)
+                           and step.name == name for k, v in step.options.items()}
         self._run(steps)
         if self.dry_run:
             return outcome

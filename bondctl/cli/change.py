@@ -91,9 +91,7 @@ def set_options(session: Session, name: str, pairs: Sequence[str]) -> None:
     mode = str(changes.pop(MODE.name, "") or bonds.show(name).mode)
     warn_ineffective(mode, changes)
     outcome = bonds.set_options(name, raw)
-    changed = ", ".join(f"{k}={v}" for step in outcome.steps
-                        for k, v in getattr(step, "options", {}).items()
-                        if getattr(step, "name", None) == name)
+    changed = ", ".join(f"{k}={v}" for k, v in outcome.changed.items())
     _finish(session, bonds, outcome, f"{name}: set {changed}" if changed else
             f"{name}: nothing to change")
 
