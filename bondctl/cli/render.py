@@ -13,7 +13,7 @@ from rich.text import Text
 from bondctl.cli.flags import render_value
 from bondctl.cli.views import BackendView, BondView, Check, SlaveView
 from bondctl.health import NO_PARTNER, Problem
-from bondctl.options import AB, LACP, MODES
+from bondctl.options import AB, AD_INFO_FIELDS, LACP, MODES
 from bondctl.reconcile import Plan, SettingCheck
 
 OK, WARN, BAD, DIM = "green", "yellow", "bold red", "dim"
@@ -156,9 +156,10 @@ def ad_table(view: BondView) -> Table:
     table = FitTable(box=None, pad_edge=False, show_header=False)
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True)
-    for key in ("aggregator", "num_ports", "actor_key", "partner_key", "partner_mac"):
+    for key, _, wire in AD_INFO_FIELDS:
         value = str(info.get(key, "-"))
-        style = WARN if key == "partner_mac" and value in (NO_PARTNER, "-") else ""
+        # The one MAC there is the partner's: all zeros (or none) means no LACP partner.
+        style = WARN if wire == "mac" and value in (NO_PARTNER, "-") else ""
         table.add_row(key.replace("_", " "), Text(value, style=style))
     return table
 
