@@ -251,13 +251,15 @@ def test_plugin_refuses_the_primary_interface(cni, make_links):
 def test_plugin_with_allowed_addressed_link_restores_it_on_del(cni, make_links):
     links = host_links(cni, make_links, 2)  # eth0, eth1: eth0 gets the primary's load
     load_eth0(cni.host)
+    settled(cni.host, links[1])  # eth1's link-local route comes with its carrier, maybe late
     before = {name: host_state(cni.host, name) for name in links}
     snapshot = cni.snapshot(cni.host, links)
     conf = cni.conf(links, allowAddressedLinks=True)
     out = cni.ok("ADD", conf)
     assert cni.host.link("eth0") is None and cni.pod.link("eth0") is not None
     cni.ok("DEL", {**conf, "prevResult": out})
-    settled(cni.host, "eth0")
+    for name in links:
+        settled(cni.host, name)
     for name in links:
         assert_same(host_state(cni.host, name), before[name])
     assert cni.snapshot(cni.host, links) == snapshot
