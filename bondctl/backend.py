@@ -12,21 +12,24 @@ import errno
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from .errors import KernelError, NotFoundError
 from .model import BondState, Link
 from .netns import Netns
+from .record import Record
 from .steps import Step, describe
 
+TYPE_CHECKING = False  # typing costs milliseconds on every CNI start: for the checker only
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from .netlink import Link as KernelLink
     from .netlink import Route, Rtnl
 
     RouteHops = tuple[Route, list[tuple[int, str | None]]]
 
 
-class Availability(NamedTuple):
+class Availability(Record):
     ok: bool
     reason: str  # why not, or what it uses when it can
 

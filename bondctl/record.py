@@ -7,6 +7,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, ClassVar, TypeVar, dataclass_transform
 
     R = TypeVar("R", bound="Record")
@@ -55,6 +56,9 @@ class Record(metaclass=_RecordMeta):
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, f) for f in self._fields)
+
+    def __iter__(self) -> Iterator[Any]:  # unpacking, as a NamedTuple's: `ok, why = avail`
+        return iter(self._values())
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)

@@ -148,16 +148,17 @@ class _Unusual(Exception):
 _scalar = _json.make_encoder(None, _fail, _ENCODE_STR, None, ": ", ", ", False, False, True)
 
 
-def dumps(obj: object) -> str:
-    """json.dumps(obj)."""
+def dumps(obj: object, *, sort_keys: bool = False) -> str:
+    """json.dumps(obj, sort_keys=sort_keys)."""
     # A fresh markers dict per call, as json's: how it tells a cycle from a repeated value.
-    encode = _json.make_encoder({}, _fail, _ENCODE_STR, None, ": ", ", ", False, False, True)
+    encode = _json.make_encoder({}, _fail, _ENCODE_STR, None, ": ", ", ", sort_keys, False,
+                                True)
     try:
         return "".join(encode(obj, 0))
     except _Unusual:
         import json
 
-        return json.dumps(obj)
+        return json.dumps(obj, sort_keys=sort_keys)
 
 
 def pretty(obj: object) -> str:

@@ -10,10 +10,8 @@ and make new ones, but cannot forge a kind or a NIC's permanent address.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from ..errors import BondctlError
 from ..netns import CURRENT, Netns
@@ -46,7 +44,10 @@ from .state import (
     link_lock_name,
 )
 
+TYPE_CHECKING = False  # typing (and signal's enum) cost milliseconds on every pod start
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..backend import Backend, LinkContract
     from ..links import Link, Links
     from ..model import BondSpec
@@ -96,6 +97,8 @@ class Undo:
         if self.fault == name:
             raise CniError(PLUGIN_FAILURE, f"injected fault after step {name}")
         if self.kill == name:
+            import signal
+
             os.kill(os.getpid(), signal.SIGKILL)
 
     def run(self) -> list[str]:

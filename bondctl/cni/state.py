@@ -17,19 +17,26 @@ import atexit
 import contextlib
 import errno
 import fcntl
-import json
 import os
-import re
 import stat
 import time
-from collections.abc import Callable
-from typing import Any
 
 from ..errors import ValidationError
 from ..names import check_ifname
+from . import jsondoc
 from .env import CONTAINER_ID
 from .errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN, CniError
 from .paths import below, open_dirs, open_root
+
+# No typing, json or re at import time: this module is on every pod's ADD path (jsondoc is
+# json's own C codec; patterns compile on first use).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Callable
+    from typing import Any
+
+    Check = Callable[[Any, str], Any]
 
 RECORD_SUFFIX = ".json"
 LOCK_SUFFIX = ".lock"
@@ -131,7 +138,7 @@ class StateDir:
         finally:
             os.close(fd)
         try:
-            obj = json.loads(data)
+            obj = jsondoc.decode(data)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise BadRecord(key, "is not valid JSON") from None
         try:
@@ -141,7 +148,7 @@ class StateDir:
 
     def write(self, key: str, record: dict[str, Any]) -> None:
         """Replace the record atomically: readers see the old one or the new one, whole."""
-        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        data = jsondoc.dumps(record, sort_keys=True).encode()
         temp = f".{key}.{os.getpid()}.tmp"
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -284,15 +291,14 @@ class RecordError(ValueError):
 
 
 _REQUIRED = object()
-_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){0,31}")
-_IP = re.compile(r"[0-9a-fA-F:.]{2,45}")
-_CIDR = re.compile(r"[0-9a-fA-F:.]{2,45}/[0-9]{1,3}")
-_SYSCTL = re.compile(r"ipv[46]/[a-z0-9_]{1,64}")
-_SYSCTL_VALUE = re.compile(r"[ -~]{0,64}")
+_MAC = r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){0,31}"
+_IP = r"[0-9a-fA-F:.]{2,45}"
+_CIDR = r"[0-9a-fA-F:.]{2,45}/[0-9]{1,3}"
+_SYSCTL = r"ipv[46]/[a-z0-9_]{1,64}"
+_SYSCTL_VALUE = r"[ -~]{0,64}"
 _U32 = 2**32 - 1
 _IFINDEX_MAX = 2**31 - 1
 
-Check = Callable[[Any, str], Any]
 
 
 def _integer(low: int, high: int) -> Check:
@@ -323,9 +329,15 @@ def _number(value: Any, where: str) -> float:
     return value
 
 
-def _matching(pattern: re.Pattern[str], what: str) -> Check:
+def _matching(pattern: str, what: str) -> Check:
+    compiled: list[re.Pattern[str]] = []
+
     def check(value: Any, where: str) -> str:
-        if not pattern.fullmatch(_string(value, where)):
+        if not compiled:  # records are checked only when read back (DEL, GC, CHECK)
+            import re
+
+            compiled.append(re.compile(pattern, re.S))
+        if not compiled[0].fullmatch(_string(value, where)):
             raise RecordError(where, f"{value!r} is not {what}")
         return value  # type: ignore[no-any-return]
     return check
@@ -403,7 +415,7 @@ def _sysctls(value: Any, where: str) -> dict[str, str]:
 _index = _integer(1, _IFINDEX_MAX)
 _u32 = _nullable(_integer(0, _U32))
 _mac = _nullable(_matching(_MAC, "a link-layer address"))
-_ROUTE = _object({"dst": (_REQUIRED, _matching(re.compile(f"default|{_CIDR.pattern}"),
+_ROUTE = _object({"dst": (_REQUIRED, _matching(f"default|{_CIDR}",
                                                 "a prefix or default")),
                   "gateway": (None, _nullable(_matching(_IP, "an IP address"))),
                   "metric": (None, _u32), "table": (None, _u32)})
@@ -427,7 +439,7 @@ _LINK = _object({
 _POD = _object({"name": (_REQUIRED, _string), "namespace": (_REQUIRED, _string)})
 _RECORD = _object({
     "version": (_REQUIRED, _integer(1, 2)),
-    "network": (_REQUIRED, _matching(re.compile(".+", re.S), "a network name")),
+    "network": (_REQUIRED, _matching(".+", "a network name")),
     "containerID": (_REQUIRED, _container_id),
     "ifname": (_REQUIRED, _ifname),
     "netns": (_REQUIRED, _abs_path),
