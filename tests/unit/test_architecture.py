@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("CNI and observe", ("bondctl.cni", "bondctl.observe")),
     ("CLI", ("bondctl.cli",)),
 ]
+CNI_NETLINK_ALLOWED = frozenset({"bondctl.cni.agent"})
 # The public plugin API is all a third-party backend may import of bondctl.
 PLUGIN_API = "bondctl.plugin"
 GROUND = 1  # bondctl itself (bondctl/__init__.py: the version) stands on the ground floor
@@ -133,6 +134,17 @@ def test_netlink_imports_nothing_else_of_bondctl() -> None:
              for name, path in own_modules() if layer_of(name) == 0
              for line, target in bondctl_imports(path, name)
              if layer_of(target) != 0]
+    assert wrong == []
+
+
+def test_the_cni_reaches_the_kernel_only_through_the_contract() -> None:
+    """bondctl.cni uses links.Links and ops.Bonds; only the agent, which enters its caller's
+    namespace, may import bondctl.netlink."""
+    wrong = [f"{path.relative_to(REPO)}:{line}: {target}"
+             for name, path in own_modules()
+             if name.startswith("bondctl.cni") and name not in CNI_NETLINK_ALLOWED
+             for line, target in bondctl_imports(path, name)
+             if layer_of(target) == 0]
     assert wrong == []
 
 
