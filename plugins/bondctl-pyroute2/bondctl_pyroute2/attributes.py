@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, Protocol
 
-from bondctl.plugin import AD_INFO_FIELDS, OPTIONS, SLAVE_FIELDS, SLAVE_OPTIONS
+from bondctl.plugin import AD_INFO_FIELDS, MODE, SETTINGS, SLAVE_FIELDS, SLAVE_OPTIONS
 
 BOND_PREFIX = "IFLA_BOND_"
 SLAVE_PREFIX = "IFLA_BOND_SLAVE_"
@@ -73,13 +73,12 @@ def _slave_class() -> Any:
 @cache
 def bond_attributes() -> dict[str, str]:
     """Bond options (without mode, which every version has) pyroute2 can encode."""
-    return match((o for n, o in OPTIONS.items() if n != "mode"), _bond_class().nla_map,
-                 BOND_PREFIX)
+    return match(SETTINGS.values(), _bond_class().nla_map, BOND_PREFIX)
 
 
 @cache
 def mode_attribute() -> str:
-    return match([OPTIONS["mode"]], _bond_class().nla_map, BOND_PREFIX)["mode"]
+    return match([MODE], _bond_class().nla_map, BOND_PREFIX)[MODE.name]
 
 
 @cache

@@ -17,10 +17,12 @@ from bondctl.plugin import (
     IFF_UP,
     IFLA_BOND_AD_INFO,
     MII_STATES,
+    MODE,
     NETLINK_ROUTE,
     NETNS_RUN_DIR,
     NLA_TYPE_MASK,
     OPTIONS,
+    SETTINGS,
     SLAVE_FIELDS,
     SLAVE_OPTIONS,
     SLAVE_STATES,
@@ -57,11 +59,10 @@ from . import attributes
 # ns_ip6_target or coupled_control, and its slave table lacks IFLA_BOND_SLAVE_PRIO. The sets
 # are fixed here so that listing backends never imports pyroute2;
 # tests/unit/test_plugins.py checks them against pyroute2's own tables.
-_LAST_ATTRIBUTE = OPTIONS["tlb_dynamic_lb"].ifla
-OPTIONS_SUPPORTED = frozenset(
-    name for name, opt in OPTIONS.items() if name != "mode" and opt.ifla <= _LAST_ATTRIBUTE
-)
-SLAVE_OPTIONS_SUPPORTED = frozenset({"queue_id"})
+_LAST_ATTRIBUTE = 27  # the IFLA_BOND_* number of that last attribute
+OPTIONS_SUPPORTED = frozenset(name for name, opt in SETTINGS.items() if opt.ifla <= _LAST_ATTRIBUTE)
+SLAVE_OPTIONS_SUPPORTED = frozenset(  # its slave table ends before IFLA_BOND_SLAVE_PRIO (9)
+    name for name, opt in SLAVE_OPTIONS.items() if opt.ifla < 9)
 
 _DUMP_TRIES = 5  # a dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is retried
 
@@ -114,7 +115,7 @@ def _bond_kwargs(options: Mapping[str, Value]) -> dict[str, Any]:
     names = attributes.bond_attributes()
     kwargs: dict[str, Any] = {}
     for name, value in options.items():
-        if name == "mode":
+        if name == MODE.name:
             kwargs[attributes.mode_attribute()] = mode_number(str(value))
             continue
         if name not in names:
@@ -128,7 +129,7 @@ def request(step: Step) -> Request:
     if isinstance(step, CreateBond):
         kwargs: dict[str, Any] = {"ifname": check_ifname(step.name, "bond name"),
                                   "kind": "bond",
-                                  **_bond_kwargs({"mode": step.mode, **step.options})}
+                                  **_bond_kwargs({MODE.name: step.mode, **step.options})}
         if step.mtu:
             kwargs["mtu"] = step.mtu
         if step.mac:
@@ -367,9 +368,7 @@ def _absent(name: str) -> Value | None:
 
 def _bond_options(data: Mapping[int, Any], names: Mapping[int, str]) -> dict[str, Value]:
     options: dict[str, Value] = {}
-    for name, opt in OPTIONS.items():
-        if name == "mode":
-            continue
+    for name, opt in SETTINGS.items():
         if opt.ifla not in data:
             missing = _absent(name)
             if missing is not None:
@@ -391,20 +390,20 @@ def _slave(msg: Any) -> SlaveState:
             # "state" and "mii" are u8 numbers naming an entry of SLAVE_STATES / MII_STATES
             wire = "u8" if field.wire in ("state", "mii") else field.wire
             fields[field.name] = _wire(data[field.ifla], wire)
-    queue_id, prio = SLAVE_OPTIONS["queue_id"], SLAVE_OPTIONS["prio"]
     return SlaveState(
         name=msg.get_attr("IFLA_IFNAME"),
         state=SLAVE_STATES[fields["state"]] if "state" in fields else "",
         mii_status=MII_STATES[fields["mii_status"]] if "mii_status" in fields else "",
         link_failure_count=int(fields.get("link_failure_count", 0)),
         perm_hwaddr=str(fields.get("perm_hwaddr", "")),
-        queue_id=int(_wire(data.get(queue_id.ifla, 0), queue_id.wire)),
-        prio=_wire(data[prio.ifla], prio.wire) if prio.ifla in data else None,
         ad_aggregator_id=fields.get("ad_aggregator_id"),
         up=bool(msg["flags"] & IFF_UP),
         operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN"),
         mtu=int(msg.get_attr("IFLA_MTU") or 0),
         mac=msg.get_attr("IFLA_ADDRESS") or "",
+        # per-slave options the kernel sent; one it did not keeps the model's default
+        **{name: _wire(data[opt.ifla], opt.wire)
+           for name, opt in SLAVE_OPTIONS.items() if opt.ifla in data},
     )
 
 
@@ -423,7 +422,7 @@ def decode_bond(msg: Any, slaves: Sequence[Any], names: Mapping[int, str], netns
     namespace to its name. Every attribute the kernel sends is read, as bondctl's netlink
     backend does."""
     data = _numbered(msg.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA"))
-    mode = OPTIONS["mode"]
+    mode = MODE
     return BondState(
         name=msg.get_attr("IFLA_IFNAME"),
         mode=str(mode.parse(_wire(data.get(mode.ifla, 0), mode.wire))),
