@@ -113,25 +113,30 @@ os.execvp(sys.argv[1], sys.argv[1:])
 """
 
 
-@pytest.mark.uml_weight(4)  # ~16 s in UML
-def test_ifupdown2_brings_an_exported_bond_back_with_no_drift(netns, make_links, tmp_path):
-    ifup = shutil.which("ifup", path="/usr/sbin:/sbin")
-    assert ifup, "ifupdown2 is not installed (scripts/setup.sh installs it)"
+def exported_then_deleted(netns, make_links, tmp_path, fmt):
+    """The full bond applied, exported in `fmt` into a folder, then deleted (check says drift):
+    what a real tool must bring back from the files alone."""
     a, b = make_links(netns, 2)
     env = {"BONDCTL_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
     cli = ("--netns", netns.name)
     original = tmp_path / "bond.yaml"
     original.write_text(BOND_FILE.format(a=a, b=b, **FULL))
     bondctl(*cli, "apply", "-f", str(original), env=env)
-    out = tmp_path / "ifupdown2"
-    exported = bondctl(*cli, "export", "bond0", "--format", "ifupdown2", "--out", str(out),
-                       env=env)
-    assert "warning" not in exported.stderr  # this bond has nothing ifupdown2 cannot carry
-
+    out = tmp_path / fmt
+    exported = bondctl(*cli, "export", "bond0", "--format", fmt, "--out", str(out), env=env)
+    assert "warning" not in exported.stderr  # this bond has nothing the format cannot carry
     bondctl(*cli, "delete", "bond0", env=env)
     assert netns.link("bond0") is None and netns.link("bond0.71") is None
-    gone = bondctl(*cli, "check", "-f", str(original), env=env, check=False)
-    assert gone.returncode == 6
+    assert bondctl(*cli, "check", "-f", str(original), env=env, check=False).returncode == 6
+    return cli, env, original, out, (a, b)
+
+
+@pytest.mark.uml_weight(4)  # ~16 s in UML
+def test_ifupdown2_brings_an_exported_bond_back_with_no_drift(netns, make_links, tmp_path):
+    ifup = shutil.which("ifup", path="/usr/sbin:/sbin")
+    assert ifup, "ifupdown2 is not installed (scripts/setup.sh installs it)"
+    cli, env, original, out, (a, b) = exported_then_deleted(netns, make_links, tmp_path,
+                                                            "ifupdown2")
 
     proc = netns.run(sys.executable, "-c", PRIVATE_RUN, ifup, "-i", str(out / "interfaces"),
                      "-a", check=False, timeout=120)
@@ -176,20 +181,8 @@ NETWORKD = Path("/lib/systemd/systemd-networkd")
 @pytest.mark.uml_weight(2)  # ~5 s in UML
 def test_networkd_brings_an_exported_bond_back_with_no_drift(netns, make_links, tmp_path):
     assert NETWORKD.exists(), "systemd-networkd is not installed (Debian's systemd package)"
-    a, b = make_links(netns, 2)
-    env = {"BONDCTL_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
-    cli = ("--netns", netns.name)
-    original = tmp_path / "bond.yaml"
-    original.write_text(BOND_FILE.format(a=a, b=b, **FULL))
-    bondctl(*cli, "apply", "-f", str(original), env=env)
-    out = tmp_path / "networkd"
-    exported = bondctl(*cli, "export", "bond0", "--format", "networkd", "--out", str(out),
-                       env=env)
-    assert "warning" not in exported.stderr
-
-    bondctl(*cli, "delete", "bond0", env=env)
-    assert netns.link("bond0") is None and netns.link("bond0.71") is None
-    assert bondctl(*cli, "check", "-f", str(original), env=env, check=False).returncode == 6
+    cli, env, original, out, (a, b) = exported_then_deleted(netns, make_links, tmp_path,
+                                                            "networkd")
 
     def recreated() -> bool:
         vlan, route = netns.link("bond0.71"), netns.ip("route", "show", "10.73.0.0/16")
