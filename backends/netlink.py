@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from bondctl import netlink as rtnl
+from bondctl.backend import ifname_of, link_from_message
 from bondctl.errors import KernelError, ValidationError
 from bondctl.kernel import bonding_loaded, kernel_can_bond
 from bondctl.model import BondState, Link, SlaveState
@@ -274,7 +275,7 @@ def _show(value: object) -> str:
 
 
 # --- reading -----------------------------------------------------------------------------------
-def _dump(netns: Netns) -> list[rtnl.Link]:
+def _dump(netns: Netns) -> list[rtnl.LinkMessage]:
     try:
         with rtnl.Rtnl.open(netns.path) as sock:
             return sock.list_links()
@@ -282,30 +283,16 @@ def _dump(netns: Netns) -> list[rtnl.Link]:
         raise KernelError(f"cannot list the links of {netns.label}: {_reason(exc)}") from None
 
 
-def _names(found: Iterable[rtnl.Link]) -> dict[int, str]:
+def _names(found: Iterable[rtnl.LinkMessage]) -> dict[int, str]:
     return {link.index: link.name for link in found}
 
 
-def _name_of(index: int, names: Mapping[int, str]) -> str:
-    return names.get(index, f"if{index}")  # what ip prints for an index it cannot name
-
-
-def to_link(link: rtnl.Link, names: Mapping[int, str]) -> Link:
-    stats = link.stats
-    perm = link.perm_address
-    return Link(
-        name=link.name,
-        index=link.index,
-        mtu=link.mtu or 0,
-        mac=link.address or "",
-        up=link.up,
-        operstate=link.operstate,
-        kind=link.kind or "",
-        master=_name_of(link.master, names) if link.master else None,
-        perm_mac=perm if perm and perm != link.address else None,  # as ip shows "permaddr"
-        rx_bytes=stats.rx_bytes if stats else 0,
-        tx_bytes=stats.tx_bytes if stats else 0,
-    )
+def to_link(link: rtnl.LinkMessage, names: Mapping[int, str]) -> Link:
+    """A link as every backend's links() reads it: the permanent MAC as ip shows "permaddr"
+    (only when it differs), and none of the fields only the link contract fills."""
+    out = link_from_message(link, names)
+    return out._replace(perm_mac=None if out.perm_mac == link.address else out.perm_mac,
+                        master_index=None, lower=None, loopback=False)
 
 
 def bond_options(data: Mapping[int, bytes], names: Mapping[int, str]) -> dict[str, Value]:
@@ -321,7 +308,7 @@ def bond_options(data: Mapping[int, bytes], names: Mapping[int, str]) -> dict[st
             continue
         value = rtnl.decode(opt.wire, raw)
         if opt.wire == "ifindex":
-            value = _name_of(value, names) if value else ""  # type: ignore[arg-type]
+            value = ifname_of(value, names) if value else ""  # type: ignore[arg-type]
         options[name] = opt.parse(value)
     return options
 
@@ -342,7 +329,7 @@ def _named(table: Sequence[str], number: int) -> str:
     return table[number] if number < len(table) else str(number)
 
 
-def to_slave(link: rtnl.Link) -> SlaveState:
+def to_slave(link: rtnl.LinkMessage) -> SlaveState:
     fields: dict[str, object] = {"state": "", "mii_status": "", "link_failure_count": 0,
                                  "perm_hwaddr": ""}
     data = link.slave_data
@@ -370,7 +357,7 @@ def to_slave(link: rtnl.Link) -> SlaveState:
     )
 
 
-def to_bond(link: rtnl.Link, found: Iterable[rtnl.Link], names: Mapping[int, str],
+def to_bond(link: rtnl.LinkMessage, found: Iterable[rtnl.LinkMessage], names: Mapping[int, str],
             netns: Netns) -> BondState:
     data = link.info_data
     mode = data.get(MODE.ifla)

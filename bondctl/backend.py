@@ -23,8 +23,7 @@ TYPE_CHECKING = False  # typing costs milliseconds on every CNI start: for the c
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
-    from .netlink import Link as KernelLink
-    from .netlink import Route, Rtnl
+    from .netlink import LinkMessage, Route, Rtnl
 
     RouteHops = tuple[Route, list[tuple[int, str | None]]]
 
@@ -52,14 +51,20 @@ class LinkContract:
     backend being usable now). Links are named by ifindex: a name is the namespace owner's to
     change, an index is not. The kernel's refusals come out as OSError (a NetlinkError)."""
 
-    def link_records(self, netns: Netns) -> list[KernelLink]:
-        """Every link with its flags, kind, permanent MAC, master, lower link and index."""
+    def link_records(self, netns: Netns) -> list[Link]:
+        """Every link with its index, kind, permanent MAC, master and lower link."""
         with _rtnl(netns) as sock:
-            return sock.list_links()
+            found = sock.list_links()
+        names = {x.index: x.name for x in found}
+        return [link_from_message(x, names) for x in found]
 
-    def link_record(self, link: int | str, netns: Netns) -> KernelLink | None:
+    def link_record(self, link: int | str, netns: Netns) -> Link | None:
         with _rtnl(netns) as sock:
-            return sock.get_link(link)
+            found = sock.get_link(link)
+            if found is None:
+                return None
+            master = sock.get_link(found.master) if found.master else None
+        return link_from_message(found, {master.index: master.name} if master else {})
 
     def set_link(self, index: int, netns: Netns, *, up: bool | None = None,
                  mtu: int | None = None, mac: str | None = None, name: str | None = None,
@@ -197,6 +202,32 @@ class Backend(LinkContract, ABC):
 
     def link(self, name: str, netns: Netns) -> Link | None:
         return next((link for link in self.links(netns) if link.name == name), None)
+
+
+def link_from_message(msg: LinkMessage, names: Mapping[int, str]) -> Link:
+    """The model's Link of a decoded RTM_NEWLINK: the one translation from the wire, for the
+    contract and the netlink backend. `names` maps ifindexes to names, for the master's."""
+    stats = msg.stats
+    return Link(
+        name=msg.name,
+        index=msg.index,
+        mtu=msg.mtu or 0,
+        mac=msg.address or "",
+        up=msg.up,
+        operstate=msg.operstate,
+        kind=msg.kind or "",
+        master=ifname_of(msg.master, names) if msg.master else None,
+        perm_mac=msg.perm_address,
+        rx_bytes=stats.rx_bytes if stats else 0,
+        tx_bytes=stats.tx_bytes if stats else 0,
+        master_index=msg.master or None,
+        lower=msg.link,
+        loopback=msg.loopback,
+    )
+
+
+def ifname_of(index: int, names: Mapping[int, str]) -> str:
+    return names.get(index, f"if{index}")  # what ip prints for an index it cannot name
 
 
 RTA_MULTIPATH = 9  # linux/rtnetlink.h

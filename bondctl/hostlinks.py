@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .links import Links
-    from .netlink import Link, Route
+    from .model import Link
+    from .netlink import Route
 
 # Per-device sysctls whose reset changes how the host treats the link's traffic. Only these
 # are ever read or written: a record's keys are checked against this list before any path
@@ -131,8 +132,8 @@ def upper_candidates(link: Link, links: Iterable[Link]) -> list[Link]:
     """Links stacked on `link` (VLANs, macvlans: IFLA_LINK is its index), not its master or
     slaves, not its veth peer (a peer is not brought up with it)."""
     return [x for x in links
-            if x.link == link.index and x.index != link.index and x.kind != "veth"
-            and x.index != link.master and x.master != link.index]
+            if x.lower == link.index and x.index != link.index and x.kind != "veth"
+            and x.index != link.master_index and x.master_index != link.index]
 
 
 # --- sysctls -----------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def _restore_upper(kernel: Links, lower: int, upper: object) -> None:
             or not isinstance(upper.get("name"), str) or not isinstance(upper.get("up"), bool):
         raise ValueError(f"recorded upper device {upper!r} is malformed; skipped")
     now = kernel.get_link(upper["index"]) if upper["index"] else None
-    if now is None or now.name != upper["name"] or now.link != lower:
+    if now is None or now.name != upper["name"] or now.lower != lower:
         raise ValueError(f"index {upper['index']} is no longer that device on this link; "
                          "left alone")
     if now.up != upper["up"]:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .backend import LinkContract, RouteHops
-    from .netlink import Link as Link
+    from .model import Link as Link
     from .netns import Netns
 
 
@@ -96,7 +96,7 @@ class Links:
                            up: bool | None) -> None:
         """Give link `now` back its name, MTU, MAC and admin state (None: leave as it is)."""
         mtu = mtu if mtu not in (None, now.mtu) else None
-        mac = mac if mac not in (None, now.address) else None
+        mac = mac if mac not in (None, now.mac) else None
         new_name = name if now.name != name else None
         down = now.up and bool(mac or new_name)
         if down:  # many drivers refuse a new MAC while up

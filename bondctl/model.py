@@ -116,19 +116,31 @@ def _with_slave_options(
 
 
 class Link(Record):
-    """Any network interface, as much as bondctl needs to know to move and restore it."""
+    """Any network interface, as much as bondctl needs to know to move and restore it: what
+    a backend's links() and the link contract (bondctl.backend.LinkContract) return. Only
+    the contract fills the fields after tx_bytes, which not every backend can read: a
+    backend's links() leave them at their defaults, so that every backend reads a link alike."""
 
     name: str
     index: int  # the ifindex
     mtu: int
-    mac: str
+    mac: str  # "" when the link has none
     up: bool  # administratively (IFF_UP)
     operstate: str
     kind: str = ""  # "veth", "bond", ... ; "" for plain devices
     master: str | None = None
+    # The factory MAC. The contract gives it whenever the kernel knows one, since the CNI
+    # finds a link by it; a backend's links() show it as `ip` does, only when it differs
+    # from mac.
     perm_mac: str | None = None
     rx_bytes: int = 0
     tx_bytes: int = 0
+    # By ifindex too: a name is the namespace owner's to change, an index is not.
+    master_index: int | None = None
+    # IFLA_LINK: what a VLAN or macvlan stands on, a veth's peer; maybe an index in another
+    # namespace (LinkContract.lower_is_local tells)
+    lower: int | None = None
+    loopback: bool = False
 
 
 class SlaveState(Record):

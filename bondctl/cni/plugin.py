@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 ADD_STEPS = ("record", "move", "bond", "ipam", "addresses", "result")
 RECORD_VERSION = 2
 LOCK_WAIT = 10.0  # seconds DEL and GC wait for an attachment or a link held by another run
-_IFF_LOOPBACK = 0x8
 
 
 def reached(step: str) -> None:
@@ -263,21 +262,21 @@ def check_links(spec: BondSpec, conf: NetConf, in_pod: Links, in_host: Links,
         link = found.get(name)
         if link is None:
             raise missing_link(name, where, store, conf)
-        if link.master:
+        if link.master_index:
             raise CniError(LINK_IN_USE, f"link {name} is already enslaved (master index "
-                           f"{link.master}) in {where}")
-        if link.kind == "bond" or link.flags & _IFF_LOOPBACK:
+                           f"{link.master_index}) in {where}")
+        if link.kind == "bond" or link.loopback:
             raise CniError(INVALID_CONFIG, f"links: {name} is a {link.kind or 'loopback'} "
                            "device and cannot be a bond slave")
         if not conf.links_in_container and name in pod_links:
             raise CniError(INVALID_CONFIG, f"links: the pod already has a link named {name}")
-        if spec.mtu and link.mtu is not None and link.mtu < spec.mtu:
+        if spec.mtu and link.mtu and link.mtu < spec.mtu:
             raise CniError(INVALID_CONFIG, f"mtu: {spec.mtu} is above the MTU of link {name} "
                            f"({link.mtu}); a slave must carry the bond's MTU")
         entry = LinkRecord(name=name, host=not conf.links_in_container, index=link.index,
                            pod_index=link.index if conf.links_in_container else None,
-                           kind=link.kind, mtu=link.mtu, mac=link.address,
-                           perm_mac=link.perm_address, up=link.up)
+                           kind=record_kind(link), mtu=link.mtu, mac=link.mac or None,
+                           perm_mac=link.perm_mac, up=link.up)
         if not conf.links_in_container:
             survey_host_link(entry, in_host, host_all, conf)
         out.append(entry)
@@ -343,7 +342,7 @@ def unique_macs(in_pod: Links, spec: BondSpec) -> None:
     seen: set[str | None] = set()
     for name in spec.slave_names:
         link = in_pod.get_link(name)
-        mac = link.address if link is not None else None
+        mac = (link.mac or None) if link is not None else None
         if link is not None and mac in seen:
             raw = bytearray(os.urandom(6))
             raw[0] = (raw[0] & 0xFC) | 0x02  # unicast, locally administered
@@ -353,7 +352,7 @@ def unique_macs(in_pod: Links, spec: BondSpec) -> None:
                 in_pod.set_link(link.index, mac=mac)
             except OSError as exc:
                 raise kernel_failure(exc, f"a MAC address of its own for {name}") from None
-            log.info(f"{name} shares MAC {link.address} with another slave; using {mac}")
+            log.info(f"{name} shares MAC {link.mac} with another slave; using {mac}")
         seen.add(mac)
 
 
@@ -384,10 +383,10 @@ def build_result(env: CniEnv, conf: NetConf, in_pod: Links, spec: BondSpec,
                  ipam: dict[str, Any] | None) -> dict[str, Any]:
     bond = existing(in_pod, spec.name)
     slaves = [in_pod.get_link(name) for name in spec.slave_names]
-    interfaces = [results.interface(s.name, s.address or "", env.netns)
+    interfaces = [results.interface(s.name, s.mac, env.netns)
                   for s in slaves if s is not None]
     out = results.add_result(conf.prev_result,
-                             results.interface(bond.name, bond.address or "", env.netns,
+                             results.interface(bond.name, bond.mac, env.netns,
                                                bond.mtu), interfaces, ipam, conf.dns)
     return results.render(out, conf.cni_version)
 
@@ -395,13 +394,19 @@ def build_result(env: CniEnv, conf: NetConf, in_pod: Links, spec: BondSpec,
 # -- undo / DEL / GC share these: everything found by identity, never by name alone -----------
 def same_link(here: Link, link: LinkRecord) -> bool:
     """Is `here` the link the record describes? Kind and permanent MAC must match."""
-    return here.kind == link.kind and (not link.perm_mac or here.perm_address == link.perm_mac)
+    return record_kind(here) == link.kind and (not link.perm_mac
+                                               or here.perm_mac == link.perm_mac)
+
+
+def record_kind(link: Link) -> str | None:
+    """A link's kind as a state record keeps it: None for a plain device (the model's "")."""
+    return link.kind or None
 
 
 def find_in_pod(in_pod: dict[int, Link], link: LinkRecord, legacy: bool) -> Link | None:
     if legacy:  # a version 1 record knows links by name (and permanent MAC) only
         return next((x for x in in_pod.values() if x.name == link.name and (
-            not link.perm_mac or x.perm_address == link.perm_mac)), None)
+            not link.perm_mac or x.perm_mac == link.perm_mac)), None)
     # Killed between the move and the record's update: a moved link keeps its index when the
     # pod has it free, which a fresh pod does.
     here = in_pod.get(link.pod_index or link.index)
@@ -414,10 +419,10 @@ def find_in_host(links: list[Link], link: LinkRecord, temp: str | None) -> Link 
     if temp is not None:
         return next((x for x in links if x.name == temp), None)
     if link.perm_mac:
-        return next((x for x in links if x.perm_address == link.perm_mac), None)
+        return next((x for x in links if x.perm_mac == link.perm_mac), None)
     # back at the index it had: a link keeps its index when that one is free
     return next((x for x in links if x.index == link.index and same_link(x, link)
-                 and not x.master), None)
+                 and not x.master_index), None)
 
 
 def recorded_bond(in_pod: dict[int, Link], record: StateRecord,
@@ -428,7 +433,8 @@ def recorded_bond(in_pod: dict[int, Link], record: StateRecord,
         bond = in_pod.get(record.bond_index)
         return bond if bond is not None and bond.kind == "bond" else None
     for here in ours:
-        master = in_pod.get(here.master) if here is not None and here.master else None
+        master = (in_pod.get(here.master_index) if here is not None and here.master_index
+                  else None)
         if master is not None and master.kind == "bond" and master.name == record.bond:
             return master
     return None
@@ -474,7 +480,7 @@ def teardown_in_pod(in_pod: Links, record: StateRecord,
                 home.append((link, None))  # it may have come home by itself
             continue
         try:
-            if here.master and (bond is None or here.master != bond.index):
+            if here.master_index and (bond is None or here.master_index != bond.index):
                 in_pod.set_link(here.index, master=0)
             if link.host:
                 # A name no pod can have chosen, so the host finds it unambiguously and no
@@ -525,9 +531,9 @@ def fallback_links(in_pod: Links, conf: NetConf, bond: str) -> StateRecord | Non
         return None
     wanted = {link.name for link in conf.links}
     return StateRecord([LinkRecord(name=x.name, host=not conf.links_in_container, index=x.index,
-                              pod_index=x.index, kind=x.kind, perm_mac=x.perm_address,
+                              pod_index=x.index, kind=record_kind(x), perm_mac=x.perm_mac,
                               up=None if conf.links_in_container else False)
-                   for x in links if x.master == master.index and x.name in wanted],
+                   for x in links if x.master_index == master.index and x.name in wanted],
                   version=RECORD_VERSION, bond=bond, bond_index=master.index)
 
 
@@ -624,7 +630,7 @@ def check_slave_mtus(in_pod: Links, bond: str) -> None:
     links = in_pod.all()
     master = next(x for x in links if x.name == bond)
     for slave in links:
-        if slave.master == master.index and (slave.mtu or 0) < (master.mtu or 0):
+        if slave.master_index == master.index and slave.mtu < master.mtu:
             raise CniError(STATE_DIFFERS, f"slave {slave.name} has MTU {slave.mtu}, below "
                            f"{bond}'s {master.mtu}")
 

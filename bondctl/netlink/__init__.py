@@ -6,7 +6,7 @@ The CNI plugin imports this once per pod, so the import stays cheap: no pyroute2
 instead of `socket` (the latter pulls in enum and selectors, several milliseconds).
 
 - `constants`: the kernel's numbers (uapi headers);
-- `codec`: messages and attributes to bytes and back, Link/Route records, NetlinkError;
+- `codec`: messages and attributes to bytes and back, LinkMessage/Route records, NetlinkError;
 - `ns`: entering network namespaces (the only setns/unshare in bondctl);
 - `socket`: `Rtnl`, requests, dumps, link/address/route operations and link events.
 """

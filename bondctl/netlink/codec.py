@@ -20,6 +20,7 @@ from .constants import (
     IFA_ADDRESS,
     IFA_LOCAL,
     IFADDRMSG_LEN,
+    IFF_LOOPBACK,
     IFF_LOWER_UP,
     IFF_UP,
     IFINFOMSG_LEN,
@@ -361,9 +362,11 @@ class LinkStats(_Record):
             setattr(self, name, value)
 
 
-class Link(_Record):
-    """A decoded RTM_NEWLINK. info_data / slave_data map IFLA_*_DATA attribute types to raw
-    payloads: the caller decodes each with decode() and the wire type it knows."""
+class LinkMessage(_Record):
+    """A decoded RTM_NEWLINK, as the wire has it: master and link are ifindexes, info_data /
+    slave_data map IFLA_*_DATA attribute types to raw payloads (the caller decodes each with
+    decode() and the wire type it knows). It stays below the backend contract, which hands
+    out bondctl.model.Link."""
 
     _fields = __slots__ = (
         "index",
@@ -418,11 +421,15 @@ class Link(_Record):
         """Carrier present (IFF_LOWER_UP)."""
         return bool(self.flags & IFF_LOWER_UP)
 
+    @property
+    def loopback(self) -> bool:
+        return bool(self.flags & IFF_LOOPBACK)
 
-def decode_link(msg: NlMsg) -> Link:
+
+def decode_link(msg: NlMsg) -> LinkMessage:
     _family, _type, index, flags, _change = struct.unpack_from(_IFINFOMSG, msg.payload)
     attrs = parse_attrs(msg.payload, IFINFOMSG_LEN)
-    link = Link(index, _string(attrs.get(IFLA_IFNAME, b"")), flags)
+    link = LinkMessage(index, _string(attrs.get(IFLA_IFNAME, b"")), flags)
     if IFLA_MTU in attrs:
         link.mtu = _u32(attrs[IFLA_MTU])
     if IFLA_ADDRESS in attrs:
@@ -443,7 +450,7 @@ def decode_link(msg: NlMsg) -> Link:
     return link
 
 
-def _decode_linkinfo(link: Link, info: dict[int, bytes]) -> None:
+def _decode_linkinfo(link: LinkMessage, info: dict[int, bytes]) -> None:
     if IFLA_INFO_KIND in info:
         link.kind = _string(info[IFLA_INFO_KIND])
     if IFLA_INFO_DATA in info:

@@ -7,7 +7,7 @@ import errno
 import os
 
 from .codec import (
-    Link,
+    LinkMessage,
     NetlinkError,
     NlMsg,
     Route,
@@ -199,7 +199,7 @@ class Rtnl:
         return bytes(memoryview(self._buf)[:size])
 
     # --- links ---------------------------------------------------------------------------------
-    def get_link(self, link: int | str) -> Link | None:
+    def get_link(self, link: int | str) -> LinkMessage | None:
         """The link with this index or name, or None if there is none."""
         index, attrs = _select(link)
         try:
@@ -219,7 +219,7 @@ class Rtnl:
             raise NetlinkError(errno.ENODEV, f"{os.strerror(errno.ENODEV)}: {link}")
         return found.index
 
-    def list_links(self) -> list[Link]:
+    def list_links(self) -> list[LinkMessage]:
         replies = self.request(RTM_GETLINK, NLM_F_DUMP, ifinfomsg())
         return [decode_link(m) for m in replies if m.type == RTM_NEWLINK]
 
@@ -333,8 +333,8 @@ class Rtnl:
         return [decode_route(m) for m in replies if m.type == RTM_NEWROUTE]
 
     # --- events --------------------------------------------------------------------------------
-    def link_events(self, timeout: float | None = None) -> Iterator[tuple[str, Link]]:
-        """("new" | "del", Link) for each link notification, on a socket opened with
+    def link_events(self, timeout: float | None = None) -> Iterator[tuple[str, LinkMessage]]:
+        """("new" | "del", LinkMessage) for each link notification, on a socket opened with
         groups=[RTNLGRP_LINK]; ends after `timeout` seconds without one (None: never).
 
         An OSError(ENOBUFS) means notifications were lost: list_links() again.

@@ -154,7 +154,7 @@ def read_records(state_dir: str) -> tuple[list[Attachment], list[PodBond]]:
 
 
 # -- the kernel's side --------------------------------------------------------------------------
-def find_bond(att: Attachment, links: Iterable[rtnl.Link]) -> rtnl.Link | None:
+def find_bond(att: Attachment, links: Iterable[rtnl.LinkMessage]) -> rtnl.LinkMessage | None:
     """The bond ADD made: by its ifindex in the pod (a name can be reused; an index is not,
     while the namespace lives); a host bond by name."""
     for link in links:
@@ -167,7 +167,7 @@ def find_bond(att: Attachment, links: Iterable[rtnl.Link]) -> rtnl.Link | None:
     return None
 
 
-def read_bond(att: Attachment, links: list[rtnl.Link]) -> BondState | None:
+def read_bond(att: Attachment, links: list[rtnl.LinkMessage]) -> BondState | None:
     link = find_bond(att, links)
     if link is None:
         return None
@@ -229,7 +229,7 @@ def _look_in(att: Attachment, path: str | None) -> PodBond:
         return PodBond(att, "stale", f"cannot read the namespace: {exc.strerror or exc}")
 
 
-def host_attachments(links: Iterable[rtnl.Link]) -> list[Attachment]:
+def host_attachments(links: Iterable[rtnl.LinkMessage]) -> list[Attachment]:
     ident = os.stat(HOST_NETNS)
     return [Attachment(interface=link.name, netns_id=(ident.st_dev, ident.st_ino), host=True,
                        bond_index=link.index)

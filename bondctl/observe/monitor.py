@@ -100,7 +100,8 @@ class Watch:
     """One attachment: its namespace's links as the messages left them, the bond decoded from
     them, and what the monitor counted."""
 
-    def __init__(self, att: Attachment, events: rtnl.Rtnl, links: Iterable[rtnl.Link]) -> None:
+    def __init__(self, att: Attachment, events: rtnl.Rtnl,
+                 links: Iterable[rtnl.LinkMessage]) -> None:
         self.att = att
         self.events = events
         self.links = {link.index: link for link in links}
@@ -112,7 +113,7 @@ class Watch:
         self.speeds = slave_speeds(events.fileno(), self.state)
         self._speed_key = _speed_key(self.state)
 
-    def concerns(self, link: rtnl.Link) -> bool:
+    def concerns(self, link: rtnl.LinkMessage) -> bool:
         """Whether a message can change the bond: the bond itself, or a link that is or was
         one of its slaves."""
         if self.state is None:
@@ -121,7 +122,7 @@ class Watch:
             return True
         return link.name in self.state.slave_names
 
-    def apply(self, kind: str, link: rtnl.Link) -> list[dict[str, Any]]:
+    def apply(self, kind: str, link: rtnl.LinkMessage) -> list[dict[str, Any]]:
         """Take one link message; the events it brings (none for links of no concern)."""
         concerns = self.concerns(link)
         if kind == "del":
@@ -153,7 +154,7 @@ class Watch:
             self.speeds = slave_speeds(self.events.fileno(), self.state)
         return found
 
-    def resync(self, links: Iterable[rtnl.Link]) -> list[dict[str, Any]]:
+    def resync(self, links: Iterable[rtnl.LinkMessage]) -> list[dict[str, Any]]:
         """After lost notifications: the namespace as a fresh dump shows it."""
         self.links = {link.index: link for link in links}
         return self.reread()

@@ -17,7 +17,8 @@ from bondctl import hostlinks
 from bondctl import netlink as rtnl
 from bondctl.cni.errors import INVALID_CONFIG, CniError
 from bondctl.cni.hostlinks import refuse_unsafe
-from bondctl.netlink import AF_INET, AF_INET6, Link, NetlinkError, Route
+from bondctl.model import Link
+from bondctl.netlink import AF_INET, AF_INET6, NetlinkError, Route
 from bondctl.netlink import socket as netlink_socket
 
 
@@ -31,9 +32,8 @@ def route(dst: str, *, family: int = AF_INET, oif: int | None = 3, gateway: str 
 
 def link(index: int, name: str, *, lower: int | None = None, master: int | None = None,
          kind: str | None = None, up: bool = False) -> Link:
-    x = Link(index, name, rtnl.IFF_UP if up else 0)
-    x.link, x.master, x.kind = lower, master, kind
-    return x
+    return Link(name, index, 1500, "", up, "UNKNOWN", kind or "", master_index=master,
+                lower=lower)
 
 
 # --- routes ------------------------------------------------------------------------------------

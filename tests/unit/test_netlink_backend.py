@@ -344,7 +344,7 @@ def test_render_names_attributes_after_the_catalogue() -> None:
 
 
 # --- decoding ----------------------------------------------------------------------------------
-def link_msg(index: int, name: str, *extra: bytes, flags: int = rtnl.IFF_UP) -> rtnl.Link:
+def link_msg(index: int, name: str, *extra: bytes, flags: int = rtnl.IFF_UP) -> rtnl.LinkMessage:
     data = rtnl.ifinfomsg(index, flags) + rtnl.nla_string(rtnl.IFLA_IFNAME, name)
     data += rtnl.nla_u32(rtnl.IFLA_MTU, 1500) + b"".join(extra)
     [msg] = rtnl.parse_messages(rtnl.nlmsg(rtnl.RTM_NEWLINK, 0, 0, data))

@@ -102,8 +102,8 @@ def test_changes_count_a_failover_only_from_one_slave_to_another() -> None:
 
 def _link(index: int, name: str, *, kind: str | None = None, master: int | None = None,
           info: dict[int, bytes] | None = None, slave_data: dict[int, bytes] | None = None,
-          up: bool = True) -> rtnl.Link:
-    link = rtnl.Link(index, name, rtnl.IFF_UP if up else 0)
+          up: bool = True) -> rtnl.LinkMessage:
+    link = rtnl.LinkMessage(index, name, rtnl.IFF_UP if up else 0)
     link.operstate = "UP"
     link.kind = kind
     link.master = master
@@ -114,12 +114,12 @@ def _link(index: int, name: str, *, kind: str | None = None, master: int | None 
     return link
 
 
-def _ab_bond(active: int) -> rtnl.Link:
+def _ab_bond(active: int) -> rtnl.LinkMessage:
     return _link(10, "bond0", kind="bond", info={MODE.ifla: bytes([1]),
                  OPTIONS["active_slave"].ifla: struct.pack("=I", active)})
 
 
-def _slave(index: int, name: str, mii: int, fails: int) -> rtnl.Link:
+def _slave(index: int, name: str, mii: int, fails: int) -> rtnl.LinkMessage:
     return _link(index, name, master=10, slave_data={1: bytes([0]), 2: bytes([mii]),
                                                      3: struct.pack("=I", fails)})
 

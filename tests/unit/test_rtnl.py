@@ -489,7 +489,7 @@ def scratch_netns(make_scratch_netns: Callable[[], str]) -> str:
     return make_scratch_netns()
 
 
-def _make_veth(sock: Rtnl, name: str = "va", peer: str = "vb") -> rtnl.Link:
+def _make_veth(sock: Rtnl, name: str = "va", peer: str = "vb") -> rtnl.LinkMessage:
     sock.new_link(name, "veth", [rtnl.veth_peer(peer)])
     link = sock.get_link(name)
     assert link is not None
