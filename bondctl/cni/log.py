@@ -11,7 +11,6 @@ a warning on stderr: a log file must never fail or hang a pod start.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -93,8 +92,10 @@ class Log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         line = one_line(f"{stamp} {self.prefix} {name}: {msg}") + "\n"
         # A full disk must not turn a working ADD into a failure.
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105  # contextlib.suppress: ~2 ms of imports on every pod start
             os.write(self.fd, line.encode("utf-8", "replace"))
+        except OSError:
+            pass
 
     def debug(self, msg: str) -> None:
         self.write(10, "debug", msg)

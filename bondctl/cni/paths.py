@@ -8,7 +8,6 @@ call) leads outside. Shared by the log file and the state directory; cheap to im
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -48,8 +47,10 @@ def open_dirs(fd: int, parts: list[str], create: int | None = None) -> int:
                 if create is None:
                     raise
                 # mkdir never follows a symlink; EEXIST: a concurrent call made it
-                with contextlib.suppress(FileExistsError):
+                try:  # noqa: SIM105  # contextlib.suppress: ~2 ms of imports per pod start
                     os.mkdir(part, create, dir_fd=fd)
+                except FileExistsError:
+                    pass
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
 
 from ..errors import BondctlError
 from ..netns import CURRENT, Netns
@@ -46,6 +45,7 @@ from .state import (
 
 TYPE_CHECKING = False  # typing (and signal's enum) cost milliseconds on every pod start
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from ..backend import Backend, LinkContract

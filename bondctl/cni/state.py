@@ -14,7 +14,6 @@ A record is read as untrusted input: a regular file only (a FIFO must not hang D
 from __future__ import annotations
 
 import atexit
-import contextlib
 import errno
 import fcntl
 import os
@@ -161,8 +160,10 @@ class StateDir:
             os.replace(temp, key + RECORD_SUFFIX, src_dir_fd=self.fd, dst_dir_fd=self.fd)
             os.fsync(self.fd)
         except OSError as exc:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105  # contextlib.suppress: ~2 ms of imports on every pod start
                 os.unlink(temp, dir_fd=self.fd)
+            except OSError:
+                pass
             raise CniError(IO_FAILURE, f"cannot write state record {key}: {exc.strerror}"
                            ) from None
 
