@@ -104,7 +104,7 @@ class LinkContract:
         family, raw, prefix = nl.parse_cidr(cidr)
         attrs = nl.nla(nl.IFA_LOCAL, raw) + nl.nla(nl.IFA_ADDRESS, raw)
         if broadcast is not None:
-            attrs += nl.nla(IFA_BROADCAST, _socket.inet_pton(family, broadcast))
+            attrs += nl.nla(nl.IFA_BROADCAST, _socket.inet_pton(family, broadcast))
         with _rtnl(netns) as sock:
             sock.request(nl.RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL,
                          nl.ifaddrmsg(family, prefix, index) + attrs)
@@ -123,7 +123,7 @@ class LinkContract:
                     if msg.type != nl.RTM_NEWROUTE:
                         continue
                     route = nl.decode_route(msg)
-                    multipath = nl.parse_attrs(msg.payload, nl.RTMSG_LEN).get(RTA_MULTIPATH)
+                    multipath = nl.parse_attrs(msg.payload, nl.RTMSG_LEN).get(nl.RTA_MULTIPATH)
                     out.append((route, multipath_hops(route.family, multipath)
                                 if multipath else []))
         return out
@@ -229,9 +229,6 @@ def link_from_message(msg: LinkMessage, names: Mapping[int, str]) -> Link:
 def ifname_of(index: int, names: Mapping[int, str]) -> str:
     return names.get(index, f"if{index}")  # what ip prints for an index it cannot name
 
-
-RTA_MULTIPATH = 9  # linux/rtnetlink.h
-IFA_BROADCAST = 4  # linux/if_addr.h
 
 
 def _rtnl(netns: Netns) -> Rtnl:

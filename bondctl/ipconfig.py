@@ -12,6 +12,7 @@ picks" (IPv6 gives 1024): it is neither compared nor written.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -25,7 +26,6 @@ from .options import check_mtu
 RT_TABLE_MAIN = 254
 # Routes the kernel or a protocol daemon makes (redirect, kernel, RA, DHCP...) are not ours.
 _FOREIGN_PROTOCOLS = frozenset({1, 2, 9, 16, 42, 186, 187, 188, 189, 192})
-IFLA_VLAN_ID = 1
 MAX_VLAN_ID = 4094
 
 
@@ -235,10 +235,10 @@ def read(netns: Netns, bond: str) -> IpConfig | None:
                              None if r.table == RT_TABLE_MAIN else r.table))
         return tuple(sorted(out, key=lambda r: (r.to, r.via or "")))
 
-    vlans = [Vlan(link.name, int(rtnl.decode("u16", link.info_data[IFLA_VLAN_ID])),  # type: ignore[arg-type]
+    vlans = [Vlan(link.name, int(rtnl.decode("u16", link.info_data[rtnl.IFLA_VLAN_ID])),  # type: ignore[arg-type]
                   addrs_of(link.index), routes_of(link.index), link.mtu)
              for link in links if link.kind == "vlan" and link.link == found.index
-             and IFLA_VLAN_ID in link.info_data]
+             and rtnl.IFLA_VLAN_ID in link.info_data]
     return IpConfig(addrs_of(found.index), routes_of(found.index),
                     tuple(sorted(vlans, key=lambda v: v.id)))
 
@@ -397,7 +397,7 @@ def execute(netns: Netns, actions: Sequence[Action]) -> None:
             try:
                 _one(sock, action)
             except OSError as exc:
-                if isinstance(exc, rtnl.NetlinkError) and exc.errno == 19:  # ENODEV
+                if isinstance(exc, rtnl.NetlinkError) and exc.errno == errno.ENODEV:
                     raise NotFoundError(f"{action}: {exc}") from None
                 raise KernelError(f"{action}: {exc.strerror or exc}") from None
 
@@ -408,7 +408,7 @@ def _one(sock: Any, action: Action) -> None:
     verb, link, what = action
     if verb == "add-vlan":
         assert isinstance(what, Vlan)
-        sock.new_link(what.name, "vlan", [rtnl.nla_u16(IFLA_VLAN_ID, what.id)], up=True,
+        sock.new_link(what.name, "vlan", [rtnl.nla_u16(rtnl.IFLA_VLAN_ID, what.id)], up=True,
                       mtu=what.mtu, attrs=[rtnl.nla_u32(rtnl.IFLA_LINK, sock.index_of(link))])
     elif verb == "del-vlan":
         sock.del_link(link)

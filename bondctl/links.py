@@ -83,7 +83,9 @@ class Links:
         links = self.all() if links is None else links
         link = next((x for x in links if x.index == index), None)
         if link is None:
-            raise OSError(19, f"no link with index {index}")  # ENODEV, as the kernel says
+            import errno
+
+            raise OSError(errno.ENODEV, f"no link with index {index}")  # as the kernel says
         return hostlinks.survey(self, link, links)
 
     def restore(self, index: int, found: Mapping[str, Any]) -> list[str]:

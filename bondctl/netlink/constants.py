@@ -56,6 +56,7 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_PRIORITY = 6
 RTA_PREFSRC = 7
+RTA_MULTIPATH = 9
 RTA_TABLE = 15
 
 RTN_UNICAST = 1
@@ -102,6 +103,9 @@ IFLA_INFO_SLAVE_DATA = 5
 # --- linux/veth.h ------------------------------------------------------------------------------
 VETH_INFO_PEER = 1
 
+# --- linux/if_link.h, VLAN ---
+IFLA_VLAN_ID = 1
+
 # --- linux/if.h --------------------------------------------------------------------------------
 IFF_UP = 0x1
 IFF_BROADCAST = 0x2
@@ -129,6 +133,7 @@ OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DOR
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_LABEL = 3
+IFA_BROADCAST = 4
 IFA_FLAGS = 8
 
 # --- linux/sched.h, linux/nsfs.h ---------------------------------------------------------------
