@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bondctl.model import BondState
-from bondctl.options import AB, LACP, OPTIONS, mode_number
+from bondctl.options import OPTIONS, aggregates, needs_active_slave
 
 Level = Literal["error", "warning"]
 NO_PARTNER = "00:00:00:00:00:00"
@@ -37,10 +37,9 @@ def health(state: BondState) -> list[Problem]:
         floor = int(state.options.get(name, 0))  # type: ignore[arg-type]
         if floor and up < floor:
             problems.append(Problem("error", f"{up} slave(s) up, fewer than {name} {floor}"))
-    number = mode_number(state.mode)
-    if number == AB and state.slaves and not state.active_slave:
+    if needs_active_slave(state.mode) and state.slaves and not state.active_slave:
         problems.append(Problem("error", "no active slave: the bond carries no traffic"))
-    if number == LACP and state.slaves:
+    if aggregates(state.mode) and state.slaves:
         partner = str((state.ad_info or {}).get("partner_mac", NO_PARTNER))
         if partner == NO_PARTNER:
             problems.append(Problem("warning", "no LACP partner (partner MAC is all zero)"))

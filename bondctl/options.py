@@ -699,6 +699,25 @@ def mode_number(mode: str) -> int:
     return MODES.index(mode)
 
 
+# What a mode is, beyond which options it takes: the rules health, the monitor and the CNI
+# apply, stated once here.
+_NEEDS_ACTIVE = frozenset({AB})  # with no active slave the bond carries no traffic
+_AGGREGATES = frozenset({LACP})  # slaves form aggregators with an LACP partner
+_DISTINCT_MACS = frozenset({TLB, ALB})  # the kernel refuses a slave whose MAC another has
+
+
+def needs_active_slave(mode: str) -> bool:
+    return mode_number(mode) in _NEEDS_ACTIVE
+
+
+def aggregates(mode: str) -> bool:
+    return mode_number(mode) in _AGGREGATES
+
+
+def needs_distinct_slave_macs(mode: str) -> bool:
+    return mode_number(mode) in _DISTINCT_MACS
+
+
 def parse_options(raw: Mapping[str, object]) -> dict[str, Value]:
     """Canonical {kernel name: value} for options given under any spelling."""
     out: dict[str, Value] = {}

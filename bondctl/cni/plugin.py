@@ -335,9 +335,9 @@ def unique_macs(in_pod: Links, spec: BondSpec) -> None:
     """balance-tlb and -alb refuse a slave whose MAC another slave has (EFAULT: "the slave hw
     address is in use by the bond"); SR-IOV VFs often share one. Such slaves get a random
     locally administered MAC here; DEL puts the recorded one back."""
-    from ..options import ALB, TLB, mode_number
+    from ..options import needs_distinct_slave_macs
 
-    if mode_number(spec.mode) not in (TLB, ALB):
+    if not needs_distinct_slave_macs(spec.mode):
         return
     seen: set[str | None] = set()
     for name in spec.slave_names:

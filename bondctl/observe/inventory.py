@@ -22,7 +22,7 @@ from bondctl.errors import ValidationError
 from bondctl.health import NO_PARTNER, health
 from bondctl.model import BondState
 from bondctl.netns import Netns
-from bondctl.options import AB, mode_number
+from bondctl.options import needs_active_slave
 
 from .speed import speed_mbps
 
@@ -187,9 +187,8 @@ def judge(att: Attachment, state: BondState | None) -> tuple[str, str]:
     texts = [f"slave {name} is no longer in the bond" for name in missing]
     texts += [p.text for p in health(state)]
     up = sum(1 for s in state.slaves if s.mii_status == "up")
-    needs_active = mode_number(state.mode) == AB
     if (not state.up or state.operstate not in ("UP", "UNKNOWN") or up == 0
-            or (needs_active and not state.active_slave)):
+            or (needs_active_slave(state.mode) and not state.active_slave)):
         return "down", "; ".join(texts) or f"{state.name} is down"
     if texts:
         return "degraded", "; ".join(texts)

@@ -32,7 +32,7 @@ from typing import Any
 from bondctl import netlink as rtnl
 from bondctl.health import NO_PARTNER
 from bondctl.model import BondState
-from bondctl.options import LACP, mode_number
+from bondctl.options import aggregates
 
 from .inventory import (
     Attachment,
@@ -67,7 +67,7 @@ def changes(before: BondState | None, after: BondState | None) -> list[dict[str,
     old, new = before.active_slave, after.active_slave
     if old and new and old != new:
         found.append({"event": "failover", "from": old, "to": new})
-    if mode_number(after.mode) == LACP and mode_number(before.mode) == LACP:
+    if aggregates(after.mode) and aggregates(before.mode):
         was, now = aggregator(before), aggregator(after)
         if was and now and was != now:
             found.append({"event": "failover", "from_aggregator": was, "to_aggregator": now})
