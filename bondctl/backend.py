@@ -11,7 +11,6 @@ import _socket
 import errno
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
 
 from .errors import KernelError, NotFoundError
 from .model import BondState, Link
@@ -19,8 +18,9 @@ from .netns import Netns
 from .record import Record
 from .steps import Step, describe
 
-TYPE_CHECKING = False  # typing costs milliseconds on every CNI start: for the checker only
+TYPE_CHECKING = False  # typing and collections cost milliseconds per CNI start: checker only
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Any, ClassVar
 
     from .netlink import LinkMessage, Route, Rtnl

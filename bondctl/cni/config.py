@@ -10,7 +10,6 @@ lenient (a DEL follows even an ADD that failed on a bad value); `bond_spec` vali
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from ..errors import ValidationError
 from ..names import check_ifname
@@ -24,6 +23,7 @@ from ..options import (
     near_miss,
     suggest,
 )
+from ..record import Record
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from .jsondoc import dumps, fields, fold, loads
 from .log import LEVELS
@@ -48,50 +48,40 @@ _SPELLINGS = (
 _KNOWN_KEYS = frozenset(key.lower() for key in _SPELLINGS)
 
 
-TYPE_CHECKING = False  # typing costs milliseconds to import, on every pod start
+TYPE_CHECKING = False  # typing (and collections) cost milliseconds to import, on every pod start
 if TYPE_CHECKING:
-    from typing import Any, NamedTuple
-
-    class LinkConf(NamedTuple):
-        name: str
-        options: dict[str, object]  # per-slave options by catalogue name, raw
-
-    class _NetConf(NamedTuple):
-        cni_version: str
-        name: str
-        type: str
-        mode: object  # raw; None when missing
-        options: dict[str, tuple[str, object]]  # catalogue name -> (key as given, raw value)
-        links: tuple[LinkConf, ...]
-        links_raw: object  # as given, for the error messages of bond_spec
-        links_in_container: bool
-        mtu: object  # raw
-        ipam: dict[str, Any] | None
-        dns: dict[str, Any] | None
-        prev_result: dict[str, Any] | None
-        backend: str | None
-        log_file: str | None
-        log_level: str | None
-        state_dir: str
-        valid_attachments: tuple[tuple[str, str], ...] | None  # GC only
-        raw: bytes  # exactly what came on stdin: delegated plugins get the same bytes
-        warnings: tuple[str, ...]
-        # A host link that carries addresses or routes is taken only when this is true.
-        allow_addressed_links: bool = False
-        typos: tuple[tuple[str, str], ...] = ()  # (key, why): near misses refused by bond_spec
-else:  # the same NamedTuples, made without typing: keep the fields in step with the above
-    from collections import namedtuple
-
-    LinkConf = namedtuple("LinkConf", ("name", "options"))
-    _NetConf = namedtuple("_NetConf", ("cni_version", "name", "type", "mode", "options", "links",
-                                       "links_raw", "links_in_container", "mtu", "ipam", "dns",
-                                       "prev_result", "backend", "log_file", "log_level",
-                                       "state_dir", "valid_attachments", "raw", "warnings",
-                                       "allow_addressed_links", "typos"), defaults=(False, ()))
+    from collections.abc import Mapping
+    from typing import Any
 
 
-class NetConf(_NetConf):
-    __slots__ = ()
+class LinkConf(Record):
+    name: str
+    options: dict[str, object]  # per-slave options by catalogue name, raw
+
+
+class NetConf(Record):
+    cni_version: str
+    name: str
+    type: str
+    mode: object  # raw; None when missing
+    options: dict[str, tuple[str, object]]  # catalogue name -> (key as given, raw value)
+    links: tuple[LinkConf, ...]
+    links_raw: object  # as given, for the error messages of bond_spec
+    links_in_container: bool
+    mtu: object  # raw
+    ipam: dict[str, Any] | None
+    dns: dict[str, Any] | None
+    prev_result: dict[str, Any] | None
+    backend: str | None
+    log_file: str | None
+    log_level: str | None
+    state_dir: str
+    valid_attachments: tuple[tuple[str, str], ...] | None  # GC only
+    raw: bytes  # exactly what came on stdin: delegated plugins get the same bytes
+    warnings: tuple[str, ...]
+    # A host link that carries addresses or routes is taken only when this is true.
+    allow_addressed_links: bool = False
+    typos: tuple[tuple[str, str], ...] = ()  # (key, why): near misses refused by bond_spec
 
     @property
     def ipam_type(self) -> str | None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from ..errors import ValidationError
 from ..names import check_ifname
+from ..record import Record
 from .errors import INVALID_ENV, CniError
 
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
@@ -39,25 +39,21 @@ class _ContainerId:
 CONTAINER_ID = _ContainerId()
 
 
-TYPE_CHECKING = False  # typing costs milliseconds to import, on every pod start
+TYPE_CHECKING = False  # typing (and collections) cost milliseconds to import, on every pod start
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from collections.abc import Mapping
 
-    class CniEnv(NamedTuple):
-        command: str
-        container_id: str  # "" when the command does not take one
-        netns: str  # "" when not given (DEL, GC, STATUS)
-        ifname: str
-        args: dict[str, str]
-        path: tuple[str, ...]
-        # The whole environment as the request gave it: the commands read nothing of the
-        # process's own (a resident process serves many requests), and pass it on to IPAM.
-        environ: Mapping[str, str] = {}
-else:  # the same NamedTuple, made without typing: keep the fields in step with the above
-    from collections import namedtuple
 
-    CniEnv = namedtuple("CniEnv", ("command", "container_id", "netns", "ifname", "args",
-                                   "path", "environ"), defaults=({},))
+class CniEnv(Record):
+    command: str
+    container_id: str  # "" when the command does not take one
+    netns: str  # "" when not given (DEL, GC, STATUS)
+    ifname: str
+    args: dict[str, str]
+    path: tuple[str, ...]
+    # The whole environment as the request gave it: the commands read nothing of the
+    # process's own (a resident process serves many requests), and pass it on to IPAM.
+    environ: Mapping[str, str] = {}
 
 
 def read_env(environ: Mapping[str, str] = os.environ) -> CniEnv:
