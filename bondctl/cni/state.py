@@ -27,11 +27,10 @@ from .env import CONTAINER_ID
 from .errors import INVALID_CONFIG, IO_FAILURE, TRY_AGAIN, CniError
 from .paths import below, open_dirs, open_root
 
-# No typing, json or re at import time: this module is on every pod's ADD path (jsondoc is
-# json's own C codec; patterns compile on first use).
+# No typing, json or re: this module is on every pod's ADD path (jsondoc is json's own C
+# codec), and re's import and compiles cost DEL milliseconds on every pod, in the agent too.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import re
     from collections.abc import Callable
     from typing import Any
 
@@ -292,11 +291,41 @@ class RecordError(ValueError):
 
 
 _REQUIRED = object()
-_MAC = r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){0,31}"
-_IP = r"[0-9a-fA-F:.]{2,45}"
-_CIDR = r"[0-9a-fA-F:.]{2,45}/[0-9]{1,3}"
-_SYSCTL = r"ipv[46]/[a-z0-9_]{1,64}"
-_SYSCTL_VALUE = r"[ -~]{0,64}"
+_HEX = frozenset("0123456789abcdefABCDEF")
+_IP_CHARS = _HEX | frozenset(":.")
+_DIGITS = frozenset("0123456789")
+_SYSCTL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+_PRINTABLE = frozenset(map(chr, range(0x20, 0x7F)))
+
+
+# The shapes a record's strings must have, as whole-string tests (once regular expressions:
+# [0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){0,31}, [0-9a-fA-F:.]{2,45}, .../[0-9]{1,3}, ipv[46]/[a-z0-9_]
+# {1,64}, [ -~]{0,64}).
+def _is_mac(text: str) -> bool:
+    parts = text.split(":")
+    return len(parts) <= 32 and all(len(p) == 2 and _HEX.issuperset(p) for p in parts)
+
+
+def _is_ip(text: str) -> bool:
+    return 2 <= len(text) <= 45 and _IP_CHARS.issuperset(text)
+
+
+def _is_cidr(text: str) -> bool:
+    address, slash, prefix = text.rpartition("/")
+    return bool(slash) and _is_ip(address) and 1 <= len(prefix) <= 3 \
+        and _DIGITS.issuperset(prefix)
+
+
+def _is_sysctl(text: str) -> bool:
+    family, slash, name = text.partition("/")
+    return family in ("ipv4", "ipv6") and bool(slash) and 1 <= len(name) <= 64 \
+        and _SYSCTL_CHARS.issuperset(name)
+
+
+def _is_sysctl_value(text: str) -> bool:
+    return len(text) <= 64 and _PRINTABLE.issuperset(text)
+
+
 _U32 = 2**32 - 1
 _IFINDEX_MAX = 2**31 - 1
 
@@ -330,15 +359,9 @@ def _number(value: Any, where: str) -> float:
     return value
 
 
-def _matching(pattern: str, what: str) -> Check:
-    compiled: list[re.Pattern[str]] = []
-
+def _matching(test: Callable[[str], bool], what: str) -> Check:
     def check(value: Any, where: str) -> str:
-        if not compiled:  # records are checked only when read back (DEL, GC, CHECK)
-            import re
-
-            compiled.append(re.compile(pattern, re.S))
-        if not compiled[0].fullmatch(_string(value, where)):
+        if not test(_string(value, where)):
             raise RecordError(where, f"{value!r} is not {what}")
         return value  # type: ignore[no-any-return]
     return check
@@ -408,17 +431,19 @@ def _sysctls(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise RecordError(where, "expected an object")
     for key, setting in value.items():
-        _matching(_SYSCTL, "a per-link sysctl (ipv4/NAME or ipv6/NAME)")(key, where)
-        _matching(_SYSCTL_VALUE, "a sysctl value")(setting, f"{where}.{key}")
+        _sysctl_name(key, where)
+        _sysctl_value(setting, f"{where}.{key}")
     return dict(value)
 
 
+_sysctl_name = _matching(_is_sysctl, "a per-link sysctl (ipv4/NAME or ipv6/NAME)")
+_sysctl_value = _matching(_is_sysctl_value, "a sysctl value")
 _index = _integer(1, _IFINDEX_MAX)
 _u32 = _nullable(_integer(0, _U32))
-_mac = _nullable(_matching(_MAC, "a link-layer address"))
-_ROUTE = _object({"dst": (_REQUIRED, _matching(f"default|{_CIDR}",
+_mac = _nullable(_matching(_is_mac, "a link-layer address"))
+_ROUTE = _object({"dst": (_REQUIRED, _matching(lambda t: t == "default" or _is_cidr(t),
                                                 "a prefix or default")),
-                  "gateway": (None, _nullable(_matching(_IP, "an IP address"))),
+                  "gateway": (None, _nullable(_matching(_is_ip, "an IP address"))),
                   "metric": (None, _u32), "table": (None, _u32)})
 _UPPER = _object({"index": (_REQUIRED, _index), "name": (_REQUIRED, _ifname),
                   "up": (_REQUIRED, _boolean)})
@@ -432,7 +457,7 @@ _LINK = _object({
     "mac": (_REQUIRED, _mac),
     "permMac": (_REQUIRED, _mac),
     "up": (_REQUIRED, _nullable(_boolean)),
-    "addresses": (list, _list_of(_matching(_CIDR, "an address with a prefix"))),
+    "addresses": (list, _list_of(_matching(_is_cidr, "an address with a prefix"))),
     "routes": (list, _list_of(_ROUTE)),
     "sysctls": (dict, _sysctls),
     "uppers": (list, _list_of(_UPPER)),
@@ -440,7 +465,7 @@ _LINK = _object({
 _POD = _object({"name": (_REQUIRED, _string), "namespace": (_REQUIRED, _string)})
 _RECORD = _object({
     "version": (_REQUIRED, _integer(1, 2)),
-    "network": (_REQUIRED, _matching(".+", "a network name")),
+    "network": (_REQUIRED, _matching(bool, "a network name")),
     "containerID": (_REQUIRED, _container_id),
     "ifname": (_REQUIRED, _ifname),
     "netns": (_REQUIRED, _abs_path),
