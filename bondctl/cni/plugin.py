@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 
+from ..backend import keep_sockets
 from ..errors import BondctlError
 from ..netns import CURRENT, Netns
 from ..options import ineffective
@@ -740,7 +741,8 @@ def run(env: CniEnv, conf: NetConf) -> Any:
               f"ifname {env.ifname or '-'} netns {env.netns or '-'}")
     started = time.monotonic()
     try:
-        return COMMANDS[env.command](env, conf)
+        with keep_sockets():  # one netlink socket per namespace for the whole command
+            return COMMANDS[env.command](env, conf)
     finally:
         log.debug(f"{env.command} took {time.monotonic() - started:.3f} s")
 
