@@ -37,9 +37,11 @@ SOCKET_ENV = "BONDCTL_AGENT_SOCKET"  # read by the shim too: where it looks for 
 DEFAULT_TIMEOUT = 300.0  # seconds a request may run: above IPAM's own 120 s limit
 READ_TIMEOUT = 5.0  # seconds a client has to send its whole request
 WORKER_RESTART_DELAY = 1.0
-# Request children forked ahead. Two: a DEL right after its ADD (a runtime's retry, a pod that
-# fails to start) finds one that has finished getting ready, not one still copying pages.
-SPARES = 2
+# Request children forked ahead. Three: an ADD and a DEL right after it (a runtime's retry, a
+# pod that fails to start) each find one ready and leave one, so no fork (tens of ms in UML,
+# where nothing else runs meanwhile) and no new spare copying pages competes with the DEL.
+# Each ready spare holds ~10 MB of copied pages.
+SPARES = 3
 SPARE_NICE = 10  # a spare getting ready gets about a tenth of a CPU that requests keep busy
 QUIET = 0.2  # seconds without requests before used spares are replaced (_refill_wait)
 # The caller's BONDCTL_* variables are dropped, save these: the ADD steps' fault hooks of
