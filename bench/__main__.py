@@ -44,6 +44,8 @@ def kernel_in_uml(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, 
             argv.append("--short")
         if args.runs:
             argv += ["--runs", str(args.runs)]
+        if args.settle is not None:
+            argv += ["--settle", str(args.settle)]
         os.chdir(ROOT)  # the guest starts in our cwd and runs `-m bench` from there
         log("booting User-Mode Linux for the kernel part")
         status = uml.run(argv, env={"PYTHONUNBUFFERED": "1"}, timeout=args.uml_timeout,
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                         "date")
     parser.add_argument("--runs", type=int, help="rounds of the kernel part (default 20, or "
                         "3 with --short)")
+    parser.add_argument("--settle", type=float, help="seconds of quiet before each timed "
+                        "command of the latency part (default 0.5; 0: back to back)")
     parser.add_argument("--render", type=Path, metavar="RESULTS",
                         help="measure nothing: judge and print earlier results (JSON)")
     args = parser.parse_args(argv)
@@ -122,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
             results["kernel"] = kernel.run(runs=sizes["runs"], parallel=sizes["parallel"],
                                            parallel_rounds=sizes["parallel_rounds"],
-                                           bonds=sizes["bonds"], log=log, parts=args.parts)
+                                           bonds=sizes["bonds"], log=log, parts=args.parts,
+                                           **({} if args.settle is None
+                                              else {"settle": args.settle}))
         else:
             results["kernel_skipped"] = "this kernel has no bonding driver: pass --uml"
             log("kernel part skipped: no bonding driver here (pass --uml)")

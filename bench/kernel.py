@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,16 @@ def variants() -> list[tuple[str, str, str, dict[str, str]]]:
     return out
 
 
-def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, Any]:
+# Seconds of quiet before each timed command of the latency part (--settle). Each command then
+# starts on a guest that has finished the previous one's deferred work: the kernel's (a bond
+# deleted right after it was made waits for its device's references, IPv6 set-up runs after
+# a link comes up) and the agent's (a spent request child exits, spares are replaced). Pods
+# are not made and deleted milliseconds apart; --settle 0 measures them back to back.
+SETTLE = 0.5
+
+
+def latency(runs: int, scratch: Path, log: Callable[[str], None],
+            settle: float = SETTLE) -> dict[str, Any]:
     slaves = ("e0", "e1")
     jobs: dict[str, Callable[[], float]] = {}
     add_times: dict[str, list[float]] = {}
@@ -193,10 +203,12 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, A
         add, delete = commands[label]
 
         def job() -> float:
+            time.sleep(settle)
             elapsed = add.time()
             if verify:
                 check_bond(pod_of[label], slaves, address_of[label])
             add_times.setdefault(label, []).append(elapsed)
+            time.sleep(settle)
             del_elapsed = delete.time()
             if verify:
                 check_gone(pod_of[label], slaves)
@@ -207,9 +219,16 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, A
     round_robin(1, {label: add_del(label, True) for label in commands})  # warm-up + read-back
     add_times.clear()
     jobs = {label: add_del(label, False) for label in commands}
-    jobs["python -I -S -c pass (floor)"] = bare.time
-    jobs[TRUE] = true.time
-    jobs[IPAM] = ipam.time
+
+    def settled(command: Command) -> Callable[[], float]:
+        def job() -> float:
+            time.sleep(settle)
+            return command.time()
+        return job
+
+    jobs["python -I -S -c pass (floor)"] = settled(bare)
+    jobs[TRUE] = settled(true)
+    jobs[IPAM] = settled(ipam)
     del_times = round_robin(runs, jobs)
     floor_add_ms = summary(add_times["ip -batch (floor)"])["median_ms"]
     floor_del_ms = summary(del_times["ip -batch (floor)"])["median_ms"]
@@ -217,7 +236,7 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None]) -> dict[str, A
     true_ms = summary(del_times.pop(TRUE))
     ipam_ms = summary(del_times.pop(IPAM))
     results: dict[str, Any] = {"floor_python": bare_ms, "floor_true": true_ms,
-                               "floor_ipam": ipam_ms, "variants": {}}
+                               "floor_ipam": ipam_ms, "settle_s": settle, "variants": {}}
     for label in commands:
         add_s, del_s = summary(add_times[label]), summary(del_times[label])
         both = [a + d for a, d in zip(add_times[label], del_times[label], strict=True)]
@@ -374,7 +393,7 @@ def many_bonds(count: int, runs: int, scratch: Path,
 
 
 def run(*, runs: int, parallel: int, parallel_rounds: int, bonds: int,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = print, settle: float = SETTLE,
         parts: Sequence[str] = ("latency", "parallel", "many_bonds")) -> dict[str, Any]:
     from bondctl.kernel import bonding_loaded
 
@@ -396,7 +415,7 @@ def run(*, runs: int, parallel: int, parallel_rounds: int, bonds: int,
             agent_log.unlink(missing_ok=True)
             # At debug level the agent logs each request's phases, once the shim is answered.
             with running(AGENT_SOCKET, agent_env, log_level="debug"):
-                result["latency"] = latency(runs, scratch, log)
+                result["latency"] = latency(runs, scratch, log, settle)
             result["latency"]["agent_phases"] = phases(agent_log.read_text(errors="replace"))
         if "parallel" in parts:
             log("kernel: parallel ADDs")

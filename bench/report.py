@@ -150,8 +150,11 @@ def markdown(results: dict[str, Any]) -> str:
     if kernel:
         lat = kernel["latency"]
         where = "User-Mode Linux" if kernel["in_uml"] else "natively"
+        settle = lat.get("settle_s")
+        pause = "" if settle is None else (
+            ", back to back" if not settle else f", each command after {settle:g} s of quiet")
         add(f"### ADD+DEL latency per backend ({where}, kernel {kernel['kernel']}, median of "
-            f"{kernel['runs']} interleaved runs in one boot)\n")
+            f"{kernel['runs']} interleaved runs in one boot{pause})\n")
         add(f"Bond of two veths already in the pod (`linksInContainer`), active-backup, "
             f"miimon 100, one address from the `static` IPAM plugin; `CNI_NETNS` "
             f"`{lat['netns_path']}`. Floors: the same bond by hand with one `ip -batch` "

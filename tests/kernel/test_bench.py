@@ -18,12 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_short_kernel_run(tmp_path: Path) -> None:
     out = tmp_path / "kernel.json"
     before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    # A short pause before each command keeps the suite quick; the option must reach the run.
     done = subprocess.run([sys.executable, "-m", "bench", "--short", "--kernel-only",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                           "--settle", "0.05", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     kernel = json.loads(out.read_text())["kernel"]
     runs = kernel["runs"]
+    assert kernel["latency"]["settle_s"] == 0.05
 
     variants = kernel["latency"]["variants"]
     for backend in ("netlink", "iproute2", "sysfs"):
