@@ -134,7 +134,8 @@ DIRECT_DIST = "netlink (dist/bond, direct)"
 AGENT = "netlink (dist/bond → bondctl agent)"
 PIP = "netlink (.venv/bin/bond)"
 TRUE = "/bin/true (floor)"
-IPAM = "static IPAM (floor)"
+IPAM = "static IPAM (floor)"  # its DEL; its ADD (which prints a result) is IPAM_ADD
+IPAM_ADD = "static IPAM ADD (floor)"
 
 
 def variants() -> list[tuple[str, str, str, dict[str, str]]]:
@@ -198,6 +199,7 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None],
     ipam_conf.write_text(json.dumps({"cniVersion": "1.0.0", "name": "bench-ipam", "ipam": {
         "type": "static", "addresses": [{"address": ADDRESS.format(250)}]}}))
     ipam = cni(f"{CNI_PATH}/static", "DEL", ipam_conf, floor_pod, "bench-ipam", out)
+    ipam_add = cni(f"{CNI_PATH}/static", "ADD", ipam_conf, floor_pod, "bench-ipam", out)
 
     def add_del(label: str, verify: bool) -> Callable[[], float]:
         add, delete = commands[label]
@@ -229,14 +231,17 @@ def latency(runs: int, scratch: Path, log: Callable[[str], None],
     jobs["python -I -S -c pass (floor)"] = settled(bare)
     jobs[TRUE] = settled(true)
     jobs[IPAM] = settled(ipam)
+    jobs[IPAM_ADD] = settled(ipam_add)
     del_times = round_robin(runs, jobs)
     floor_add_ms = summary(add_times["ip -batch (floor)"])["median_ms"]
     floor_del_ms = summary(del_times["ip -batch (floor)"])["median_ms"]
     bare_ms = summary(del_times.pop("python -I -S -c pass (floor)"))
     true_ms = summary(del_times.pop(TRUE))
     ipam_ms = summary(del_times.pop(IPAM))
+    ipam_add_ms = summary(del_times.pop(IPAM_ADD))
     results: dict[str, Any] = {"floor_python": bare_ms, "floor_true": true_ms,
-                               "floor_ipam": ipam_ms, "settle_s": settle, "variants": {}}
+                               "floor_ipam": ipam_ms, "floor_ipam_add": ipam_add_ms,
+                               "settle_s": settle, "variants": {}}
     for label in commands:
         add_s, del_s = summary(add_times[label]), summary(del_times[label])
         both = [a + d for a, d in zip(add_times[label], del_times[label], strict=True)]

@@ -20,8 +20,8 @@ def test_short_kernel_run(tmp_path: Path) -> None:
     before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     # A short pause before each command keeps the suite quick; the option must reach the run.
     done = subprocess.run([sys.executable, "-m", "bench", "--short", "--kernel-only",
-                           "--settle", "0.05", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, check=False)
+                           "--settle", "0.05", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     kernel = json.loads(out.read_text())["kernel"]
     runs = kernel["runs"]
@@ -42,6 +42,7 @@ def test_short_kernel_run(tmp_path: Path) -> None:
         pair = variants[label]["add_del"]
         assert pair["n"] == runs and pair["x_python"] is not None, label
     assert kernel["latency"]["floor_true"]["n"] == runs
+    assert kernel["latency"]["floor_ipam_add"]["n"] == kernel["latency"]["floor_ipam"]["n"] == runs
     iproute2 = variants["iproute2 (.venv/bin/bond)"]
     assert 1 <= report.ip_runs(iproute2["spawns"]["add"]) <= 2
     assert 1 <= report.ip_runs(iproute2["spawns_run_netns"]["add"]) <= 2
