@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import _socket
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple
 
 from bondctl import netlink as rtnl
 from bondctl.backend import ifname_of, link_from_message
@@ -43,7 +41,7 @@ from bondctl.options import (
     check_mac,
     check_mtu,
 )
-from bondctl.plugin import Availability, Backend, StepError, hookimpl
+from bondctl.plugin import Availability, Backend, Record, StepError, hookimpl
 from bondctl.steps import (
     CreateBond,
     DeleteLink,
@@ -55,6 +53,10 @@ from bondctl.steps import (
     describe,
 )
 
+TYPE_CHECKING = False  # typing and collections cost milliseconds on every CNI ADD
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
 BOND_KIND = "bond"  # IFLA_INFO_KIND of a bond, and IFLA_INFO_SLAVE_KIND of its slaves
 # The caller's own namespace for MoveLink(to=CURRENT). The socket lives in the source namespace
 # but this thread is back home whenever a message is sent (rtnl.enter_netns restores it).
@@ -62,13 +64,13 @@ OWN_NETNS = "/proc/thread-self/ns/net"
 
 
 # --- messages ----------------------------------------------------------------------------------
-class Ref(NamedTuple):
+class Ref(Record):
     """A link a message names, sent as its ifindex in the socket's namespace."""
 
     name: str
 
 
-class Attr(NamedTuple):
+class Attr(Record):
     """One attribute: `wire` is an rtnl wire type, "nest" (value: tuple of Attr) or "netns"
     (value: the target Netns, sent as an open fd)."""
 
@@ -78,7 +80,7 @@ class Attr(NamedTuple):
     value: object
 
 
-class Message(NamedTuple):
+class Message(Record):
     type: int  # RTM_NEWLINK or RTM_DELLINK
     flags: int  # NLM_F_* beyond REQUEST and ACK, which every request carries
     ifindex: int | Ref  # ifi_index; 0: the link is named by the IFLA_IFNAME attribute

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NamedTuple
+
+from .record import Record
 
 # Where backends register, bondctl's own included. Named here, the one module every reader of
 # entry points (the registry, the pluggy hookspecs, completion, the pip runtime) already imports.
 BACKENDS_GROUP = "bondctl.backends"
 
 
-class EntryPoint(NamedTuple):
+class EntryPoint(Record):
     name: str
     value: str  # "module" or "module:attr"
     dist: str

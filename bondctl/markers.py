@@ -15,10 +15,12 @@ if a backend module imported pluggy for its marker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+TYPE_CHECKING = False  # typing costs milliseconds on every CNI ADD: for the checker only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
 
-F = TypeVar("F", bound=Callable[..., object])
+    F = TypeVar("F", bound=Callable[..., object])
 
 _ATTRIBUTE = "bondctl_impl"  # pluggy: project name + "_impl"
 

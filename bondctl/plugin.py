@@ -49,6 +49,7 @@ from .options import (
     Value,
     mode_number,
 )
+from .record import Record
 from .steps import (
     CreateBond,
     DeleteLink,
@@ -85,6 +86,7 @@ __all__ = [
     "MoveLink",
     "Netns",
     "NotFoundError",
+    "Record",
     "SetBond",
     "SetLink",
     "SetSlave",

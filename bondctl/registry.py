@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
 
 from .backend import Availability, Backend
 from .entrypoints import BACKENDS_GROUP, entry_points
 from .errors import BackendUnavailableError, ValidationError
+from .record import Record
 
+TYPE_CHECKING = False  # typing costs milliseconds on every CNI ADD: for the checker only
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pluggy
 
 # The built-in backends, highest priority first (a unit test holds this to their `priority`).
@@ -43,7 +45,7 @@ def _builtin_allowed(name: str) -> bool:
     return name in BUILTIN and name not in blocked and (only is None or name in only)
 
 
-class BackendInfo(NamedTuple):
+class BackendInfo(Record):
     name: str
     cls: type[Backend]
     origin: str  # "bondctl 0.1.0 (entry point iproute2)" or the plugin's distribution
