@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="rounds of the kernel part (default 20, or "
                         "3 with --short)")
     parser.add_argument("--settle", type=float, help="seconds of quiet before each timed "
-                        "command of the latency part (default 0.5; 0: back to back)")
+                        "command of the latency part (default 1; 0: back to back)")
     parser.add_argument("--render", type=Path, metavar="RESULTS",
                         help="measure nothing: judge and print earlier results (JSON)")
     args = parser.parse_args(argv)
