@@ -236,14 +236,30 @@ def _rtnl(netns: Netns) -> Rtnl | _Kept:
 
     if _kept is None:
         return Rtnl.open(netns.path)
-    sock = _kept.get(netns.path)
-    if sock is None:
-        sock = _kept[netns.path] = Rtnl.open(netns.path)
+    # Kept by the namespace's identity, not by its path: a pinned pod is /proc/PID/fd/N, and
+    # N is another pod's once that one is unpinned. The socket is opened through the very
+    # descriptor that was identified, and holds its namespace, whose inode then stays its own.
+    try:
+        fd = os.open(netns.path or "/proc/thread-self/ns/net",
+                     os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a planted FIFO must not hang
+    except OSError:
+        return Rtnl.open(netns.path)  # which says why, as without keeping
+    try:
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        sock = _kept.get(key)
+        if sock is None:
+            try:
+                sock = _kept[key] = Rtnl.open(f"/proc/self/fd/{fd}" if netns.path else None)
+            except OSError as exc:  # named by the path the caller knows, not our descriptor
+                raise OSError(exc.errno, exc.strerror, netns.path) from None
+    finally:
+        os.close(fd)
     return _Kept(sock)
 
 
-# Namespace path -> its socket, while keep_sockets() is in force; None otherwise.
-_kept: dict[str | None, Rtnl] | None = None
+# Namespace identity (st_dev, st_ino) -> its socket, while keep_sockets() is in force.
+_kept: dict[tuple[int, int], Rtnl] | None = None
 
 
 class keep_sockets:  # lower case: used like a function, `with keep_sockets():`

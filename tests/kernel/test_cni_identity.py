@@ -247,3 +247,45 @@ def test_bad_ipam_answers_get_clean_errors_and_roll_back(cni, make_links):
     call = cni.fails("ADD", v6, code=7)
     assert "1280" in call.out["msg"] or "IPv6" in call.out["msg"]
     cni.assert_nothing_left(before)
+
+
+def test_gc_undoes_each_stale_pod_in_its_own_namespace(cni, make_links, make_netns):
+    """GC pins one pod after another, and the second pin gets the first one's descriptor
+    number back (links in the pods: no link lock is held in between), so the same
+    /proc/PID/fd path: each teardown must still reach its own pod's namespace (a netlink
+    socket kept for the command is found by the namespace's identity, not by that path)."""
+    links = pod_links(cni, make_links)
+    pod_b = make_netns("gcb")
+    pod_b.batch(f"link add {name} type dummy" for name in links)
+    conf = cni.conf(links, version="1.1.0", linksInContainer=True)
+    cni.ok("ADD", conf, cid="ctr-a")
+    cni.ok("ADD", conf, cid="ctr-b", netns=str(pod_b.path))
+    assert len(cni.records()) == 2
+    cni.ok("GC", {**conf, "cni.dev/valid-attachments": []}, cid="", ifname="", netns="")
+    for pod in (cni.pod, pod_b):
+        assert pod.link("bond0") is None
+        assert all(pod.link(name).get("master") is None for name in links)
+    assert cni.records() == []
+
+
+def test_a_kept_netlink_socket_follows_the_namespace_not_its_path(make_netns):
+    """Within one command the link contract keeps a socket per namespace. A pinned pod is a
+    /proc/PID/fd/N path, and N comes back once unpinned: the next pod pinned there must get a
+    socket in its own namespace, not the first pod's."""
+    from bondctl.backend import LinkContract, keep_sockets
+    from bondctl.cni import pods
+
+    first, second = make_netns("keepa"), make_netns("keepb")
+    first.ip("link", "add", "only-a", "type", "dummy")
+    second.ip("link", "add", "only-b", "type", "dummy")
+    contract = LinkContract()
+    with keep_sockets():
+        pinned, _ = pods.pin(str(first.path))
+        seen_first = {link.name for link in contract.link_records(pinned)}
+        pods.unpin(pinned)
+        again, _ = pods.pin(str(second.path))
+        assert again.path == pinned.path  # the descriptor number came back
+        seen_second = {link.name for link in contract.link_records(again)}
+        pods.unpin(again)
+    assert "only-a" in seen_first and "only-b" not in seen_first
+    assert "only-b" in seen_second and "only-a" not in seen_second
