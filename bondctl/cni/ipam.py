@@ -78,9 +78,12 @@ def run(binary: str, stdin: bytes, env: dict[str, str], timeout: float
     try:
         pid = os.posix_spawn(binary, [binary], env, file_actions=actions,
                              setsigdef=(_SIGPIPE, _SIGXFSZ))
-    finally:
-        for fd in (in_r, out_w, err_w):
+    except BaseException:
+        for fd in ours:
             os.close(fd)
+        raise
+    for fd in (in_r, out_w, err_w):  # the plugin's ends
+        os.close(fd)
     deadline = monotonic() + timeout
     out: dict[int, list[bytes]] = {out_r: [], err_r: []}
     poller = select.poll()
