@@ -149,6 +149,34 @@ def test_ipam_that_hangs_is_try_again(tmp_path, monkeypatch):
     assert info.value.cni_code == TRY_AGAIN and "did not answer" in info.value.msg
 
 
+def test_ipam_that_cannot_run_leaves_no_descriptor_open(tmp_path):
+    binary = plugin(tmp_path, "no shebang: exec fails with ENOEXEC\n")
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(CniError):
+            ipam._exec(binary, "ADD", b"{}", {})
+    assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_ipam_gets_all_of_a_config_larger_than_a_pipe(tmp_path):
+    """stdin is written while stdout is read: neither side may block the other."""
+    binary = plugin(tmp_path, "#!/bin/sh\nexec cat\n")
+    big = b"x" * (1 << 18)  # four times a pipe's buffer
+    assert ipam._exec(binary, "ADD", big, {"PATH": "/usr/bin:/bin"}) == big
+
+
+def test_ipam_gets_none_of_our_inheritable_descriptors(tmp_path):
+    binary = plugin(tmp_path, "#!/bin/sh\nls /proc/self/fd\n")
+    r, w = os.pipe()
+    high = os.dup2(w, 77, inheritable=True)  # far above what ls opens for itself
+    try:
+        out = ipam._exec(binary, "ADD", b"{}", {"PATH": "/usr/bin:/bin"})
+    finally:
+        for fd in (r, w, high):
+            os.close(fd)
+    assert "77" not in out.decode().split()
+
+
 def test_relative_path_entries_never_find_a_plugin(tmp_path, monkeypatch):
     plugin(tmp_path, "#!/bin/sh\n", "host-local")
     monkeypatch.chdir(tmp_path)
