@@ -26,14 +26,13 @@ _ID_CHARS = _ALNUM | frozenset("_.-")
 
 class _ContainerId:
     """The pattern libcni checks CNI_CONTAINERID against, matched without re (re imports enum
-    and compiles: milliseconds on every pod start). As re.match did, a single trailing newline
-    passes ("$" matches before one)."""
+    and compiles: milliseconds on every pod start). libcni matches it with Go's regexp, whose
+    "$" is the end of the text: a trailing newline fails, as anything else outside the set."""
 
     pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
 
     def match(self, text: str) -> bool:
-        body = text[:-1] if text.endswith("\n") else text
-        return bool(body) and body[0] in _ALNUM and _ID_CHARS.issuperset(body)
+        return bool(text) and text[0] in _ALNUM and _ID_CHARS.issuperset(text)
 
 
 CONTAINER_ID = _ContainerId()

@@ -56,7 +56,7 @@ def test_bad_command(environ):
     assert code(environ)[0] == 4
 
 
-@pytest.mark.parametrize("cid", ["-abc", ".x", "a/b", "a b", "a@b", "ä"])
+@pytest.mark.parametrize("cid", ["-abc", ".x", "a/b", "a b", "a@b", "ä", "abc\n", "\n", "a\nb"])
 def test_container_id_pattern(cid):
     value, msg = code({**FULL, "CNI_CONTAINERID": cid})
     assert value == 4 and "CNI_CONTAINERID" in msg
