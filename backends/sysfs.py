@@ -189,14 +189,14 @@ def _flags_line(name: str, up: bool) -> str:
 def render_step(step: Step, known: RenderContext) -> list[str]:
     """The writes (and rtnetlink requests) one step becomes, one line each, as shell text."""
     if isinstance(step, CreateBond):
-        lines = [_echo(f"+{step.name}", "bonding_masters"),
-                 _echo(step.mode, step.name, "bonding", MODE.sysfs or MODE.name)]
+        lines = [_echo(f"+{step.name}", "bonding_masters")]
+        if step.mac:  # first, as create() sets it
+            lines.append(f"ip link set dev {step.name} address {step.mac}  # rtnetlink")
+        lines.append(_echo(step.mode, step.name, "bonding", MODE.sysfs or MODE.name))
         lines += _option_lines(step.name, step.options, known, fresh=True)
         known.bonds.add(step.name)
         if step.mtu:
             lines.append(_echo(str(step.mtu), step.name, "mtu"))
-        if step.mac:
-            lines.append(f"ip link set dev {step.name} address {step.mac}  # rtnetlink")
         return lines
     if isinstance(step, SetBond):
         return _option_lines(step.name, step.options, known, fresh=False)

@@ -206,13 +206,14 @@ class Writer:
         name = step.name
         self.write(f"+{name}", MASTERS, hints={errno.EEXIST: f"{name} already exists"})
         self.remember(f"delete {name}", lambda: self.write(f"-{name}", MASTERS))
+        if step.mac:  # before the options, as rtnetlink's create takes it: once an option
+            # makes the MAC follow the slaves, the bond accepts a new one and ignores it
+            self.rtnl(f"set {name} address {step.mac}", link=name, address=step.mac)
         self.set_option(name, MODE.name, step.mode)
         for key, value in step.options.items():
             self.set_option(name, key, value)
         if step.mtu:
             self.write(str(step.mtu), name, "mtu")
-        if step.mac:
-            self.rtnl(f"set {name} address {step.mac}", link=name, address=step.mac)
 
     def set_option(self, bond: str, name: str, value: Value) -> None:
         opt = OPTIONS[name]

@@ -74,3 +74,16 @@ def test_every_reader_sees_the_same_bond(maker, netns, make_links):
     for reader, states in seen.items():
         for name, state in states.items():
             assert comparable(state, blind, visible) == reference[name], (reader, name)
+
+
+@pytest.mark.parametrize("maker", BACKENDS)
+def test_every_backend_keeps_a_bond_mac_that_the_slaves_follow(maker, netns, make_links):
+    """With fail_over_mac follow the kernel keeps a MAC the bond is created with, but ignores
+    one set once the option is on: each backend must give the address first."""
+    a, b = make_links(netns, 2)
+    bonds = Bonds(Registry().get(maker).cls(), netns.name)
+    mac = "02:00:00:00:00:5a"
+    bonds.create(BondSpec.build("bond0", "active-backup", {"miimon": 100,
+                                "fail_over_mac": "follow"}, [a, b], mac=mac))
+    assert netns.link("bond0")["address"] == mac
+    assert bonds.show("bond0").options["fail_over_mac"] == "follow"

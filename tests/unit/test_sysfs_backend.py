@@ -141,13 +141,13 @@ def test_render_create_and_enslave():
                       mac="02:00:00:00:00:01")
     assert render_step(step, known) == [
         "echo +bond0 > /sys/class/net/bonding_masters",
+        "ip link set dev bond0 address 02:00:00:00:00:01  # rtnetlink",
         "echo active-backup > /sys/class/net/bond0/bonding/mode",
         "echo 0 > /sys/class/net/bond0/bonding/miimon",
         "echo 100 > /sys/class/net/bond0/bonding/arp_interval",
         "echo +192.0.2.1 > /sys/class/net/bond0/bonding/arp_ip_target",
         "echo +192.0.2.2 > /sys/class/net/bond0/bonding/arp_ip_target",
         "echo 9000 > /sys/class/net/bond0/mtu",
-        "ip link set dev bond0 address 02:00:00:00:00:01  # rtnetlink",
     ]
     assert render_step(SetLink("eth0", up=False), known) == [
         "echo $(( $(cat /sys/class/net/eth0/flags) & ~0x1 )) > /sys/class/net/eth0/flags"]
