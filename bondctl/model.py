@@ -81,14 +81,15 @@ class BondSpec(Record):
         if unknown:
             raise ValidationError(f"options given for {', '.join(sorted(unknown))}, "
                                   "which is not a slave of this bond")
-        check_combination(mode_name, canonical, names if members else None)
+        own_mac = None if mac is None else check_mac(mac)
+        check_combination(mode_name, canonical, names if members else None, mac=own_mac)
         return cls(
             name=name,
             mode=mode_name,
             options=canonical,
             slaves=tuple(members),
             mtu=None if mtu is None else check_mtu(mtu),
-            mac=None if mac is None else check_mac(mac),
+            mac=own_mac,
             up=up,
         )
 

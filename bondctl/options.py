@@ -732,6 +732,8 @@ def parse_options(raw: Mapping[str, object]) -> dict[str, Value]:
 _NEEDS_MIIMON = tuple(opt.name for opt in _OPTIONS if opt.needs_miimon)
 _NEEDS_ARP = tuple(opt.name for opt in _OPTIONS if opt.needs_arp)
 _NAMES_SLAVE = tuple(opt.name for opt in _OPTIONS if opt.names_slave)
+# Whose value "active" makes the bond's MAC the active slave's (where it takes effect).
+_FOLLOWS_ACTIVE_MAC = next(opt for opt in _OPTIONS if opt.name == "fail_over_mac")
 _FORCED_MIIMON = 100  # BOND_DEFAULT_MIIMON, forced by modes that cannot use the ARP monitor
 
 
@@ -771,12 +773,15 @@ def check_combination(
     options: Mapping[str, Value],
     slaves: Iterable[str] | None = None,
     changed: Iterable[str] | None = None,
+    *,
+    mac: str | None = None,
 ) -> None:
     """Refuse combinations the kernel would refuse or silently bend, naming what and why.
 
     `options` are canonical (from parse_options) and exclude the mode. For a live change,
     `options` is the merged view and `changed` the keys being set: only those must suit
-    the mode (the kernel reports every option in every mode).
+    the mode (the kernel reports every option in every mode). `mac` is the bond's own MAC
+    address, when one is asked for.
     """
     number = mode_number(mode)
     for name in options if changed is None else changed:
@@ -807,6 +812,15 @@ def check_combination(
     for name in _NEEDS_ARP:
         if options.get(name) and arp_interval == 0:
             raise ValidationError(f"{name} needs arp_interval > 0 (the ARP monitor probes it)")
+    if mac is not None and number in _FOLLOWS_ACTIVE_MAC.effective \
+            and options.get(_FOLLOWS_ACTIVE_MAC.name) == "active":
+        # The kernel takes the MAC and, at the first active slave, replaces it with that
+        # slave's: the bond would come out with another address than asked, every time.
+        raise ValidationError(
+            f"mac {mac} cannot be kept with {_FOLLOWS_ACTIVE_MAC.name} active in mode "
+            f"{mode}: the bond always takes its active slave's MAC (leave mac out, or use "
+            f"{_FOLLOWS_ACTIVE_MAC.name} follow or none)"
+        )
     if slaves is not None:
         members = set(slaves)
         for name in _NAMES_SLAVE:

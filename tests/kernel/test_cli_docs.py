@@ -195,6 +195,8 @@ SCRIPT: list[tuple[str, Setup]] = [
      "-s eth2 -s eth3 --dry-run", None),
     ("bondctl -n lab create bond1 --mode active-backup --lacp-rate fast -s eth2", None),
     ("bondctl -n lab create bond1 --mode active-backup -o miimon=100 -o updelay=150", None),
+    ("bondctl -n lab create bond1 --mode active-backup -o fail_over_mac=active "
+     "--mac 02:00:00:00:00:5a -s eth2", None),
     ("bondctl -n lab create bond2 --mode active-backup --min-links 1 --xmit-hash-policy "
      "layer3+4", None),
     ("bondctl -n lab delete bond2", None),

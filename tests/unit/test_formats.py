@@ -33,7 +33,7 @@ LACP = {
 BACKUP = {
     "name": "bond1", "mode": "active-backup",
     "options": {"miimon": 50, "downdelay": 100, "primary": "eth3", "primary_reselect":
-                "better", "fail_over_mac": "active", "num_grat_arp": 3, "peer_notif_delay": 100,
+                "better", "fail_over_mac": "follow", "num_grat_arp": 3, "peer_notif_delay": 100,
                 "all_slaves_active": 1, "resend_igmp": 2},
     "slaves": ["eth2", {"name": "eth3", "queue_id": 2}], "mac": "02:00:00:00:00:b1",
     "addresses": ["192.0.2.10/28"], "routes": [], "vlans": [],

@@ -42,11 +42,23 @@ def test_build_canonicalises():
         ({"mode": "fast"}, "mode: invalid value"),
         ({"slave_options": {"eth0": {"queue_id": 70000}}}, "queue_id"),
         ({"slave_options": {"eth9": {"queue_id": 1}}}, "eth9"),
+        ({"options": {"miimon": 100, "fail_over_mac": "active"}, "mac": "02:00:00:00:00:5a"},
+         "always takes its active slave's MAC"),
     ],
 )
 def test_build_refuses(kw, message):
     with pytest.raises(ValidationError, match=message):
         spec(**kw)
+
+
+@pytest.mark.parametrize(("mode", "fail_over_mac"), [("active-backup", "follow"),
+                                                    ("active-backup", "none"),
+                                                    ("balance-rr", "active")])
+def test_a_bond_mac_is_taken_where_the_kernel_keeps_it(mode, fail_over_mac):
+    """fail_over_mac has no effect outside active-backup, and follow moves the bond's MAC to
+    the active slave instead of the other way round."""
+    mac = "02:00:00:00:00:5a"
+    assert spec(mode=mode, options={"fail_over_mac": fail_over_mac}, mac=mac).mac == mac
 
 
 def test_diff_is_empty_for_a_match():
