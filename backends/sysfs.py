@@ -20,6 +20,7 @@ from bondctl.kernel import kernel_can_bond
 from bondctl.markers import hookimpl
 from bondctl.model import BondState, Link
 from bondctl.names import check_ifname
+from bondctl.netlink.constants import IFF_UP
 from bondctl.netns import Netns
 from bondctl.options import MODE, OPTIONS, SETTINGS, SLAVE_OPTIONS, Value
 from bondctl.steps import CreateBond, DeleteLink, MoveLink, SetBond, SetLink, SetSlave, Step
@@ -182,7 +183,7 @@ def _option_lines(bond: str, options: Mapping[str, Value], known: RenderContext,
 
 def _flags_line(name: str, up: bool) -> str:
     path = os.path.join(ROOT, name, "flags")
-    change = "| 0x1" if up else "& ~0x1"
+    change = f"| {IFF_UP:#x}" if up else f"& ~{IFF_UP:#x}"
     return f"echo $(( $(cat {path}) {change} )) > {path}"
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bondctl.model import BondState, Link, SlaveState
+from bondctl.netlink.constants import IFF_UP
 from bondctl.netns import Netns
 from bondctl.options import (
     AD_INFO_FIELDS,
@@ -30,7 +31,6 @@ from bondctl.options import (
 )
 
 ROOT = "/sys/class/net"
-IFF_UP = 0x1
 _LINK_FILES = ("ifindex", "mtu", "address", "operstate", "flags")
 _STATISTICS = ("rx_bytes", "tx_bytes")
 

@@ -21,13 +21,12 @@ from typing import Any
 
 from bondctl.errors import BondctlError, ValidationError
 from bondctl.names import check_ifname
+from bondctl.netlink.constants import IFF_ALLMULTI, IFF_PROMISC, IFF_UP
 from bondctl.options import MODE, OPTIONS, SLAVE_OPTIONS, Value
 from bondctl.steps import CreateBond, DeleteLink, MoveLink, SetBond, SetLink, SetSlave, Step
 
-from .sysfs_tree import IFF_UP, ROOT, parse_option, read_text
+from .sysfs_tree import ROOT, parse_option, read_text
 
-IFF_PROMISC = 0x100
-IFF_ALLMULTI = 0x200
 MASTERS = "bonding_masters"
 _LISTS = ("ipv4list", "ipv6list")
 
