@@ -294,7 +294,7 @@ def to_link(link: rtnl.LinkMessage, names: Mapping[int, str]) -> Link:
     (only when it differs), and none of the fields only the link contract fills."""
     out = link_from_message(link, names)
     return out._replace(perm_mac=None if out.perm_mac == link.address else out.perm_mac,
-                        master_index=None, lower=None, loopback=False)
+                        master_index=None, lower=None, loopback=False, vlan_id=None)
 
 
 def bond_options(data: Mapping[int, bytes], names: Mapping[int, str]) -> dict[str, Value]:

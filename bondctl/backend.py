@@ -129,10 +129,33 @@ class LinkContract:
         return out
 
     def add_route(self, dst: str, gateway: str | None, oif: int, netns: Netns, *,
-                  table: int | None = None, metric: int | None = None) -> None:
-        """Add a unicast route through link `oif`; dst is a prefix or 'default'."""
+                  table: int | None = None, metric: int | None = None,
+                  protocol: int | None = None) -> None:
+        """Add a unicast route through link `oif`; dst is a prefix or 'default'. `protocol`:
+        who made it (RTPROT_*); None gives "boot", as `ip route add` does."""
+        from .netlink import RTPROT_BOOT
+
         with _rtnl(netns) as sock:
-            sock.add_route(dst, gateway, oif, table=table, metric=metric)
+            sock.add_route(dst, gateway, oif, table=table, metric=metric,
+                           protocol=RTPROT_BOOT if protocol is None else protocol)
+
+    def delete_address(self, index: int, cidr: str, netns: Netns) -> None:
+        with _rtnl(netns) as sock:
+            sock.del_address(index, cidr)
+
+    def delete_route(self, dst: str, gateway: str | None, oif: int, netns: Netns, *,
+                     table: int | None = None, metric: int | None = None) -> None:
+        with _rtnl(netns) as sock:
+            sock.del_route(dst, gateway, oif, table=table, metric=metric)
+
+    def add_vlan(self, name: str, lower: int, vlan_id: int, netns: Netns, *,
+                 mtu: int | None = None) -> None:
+        """Make VLAN `name` (802.1Q, id `vlan_id`) on link `lower`, up."""
+        from . import netlink as nl
+
+        with _rtnl(netns) as sock:
+            sock.new_link(name, "vlan", [nl.nla_u16(nl.IFLA_VLAN_ID, vlan_id)], up=True,
+                          mtu=mtu, attrs=[nl.nla_u32(nl.IFLA_LINK, lower)])
 
     def lower_is_local(self, index: int, netns: Netns) -> bool:
         """Whether link `index`'s lower link (IFLA_LINK) is in this namespace: with
@@ -223,7 +246,17 @@ def link_from_message(msg: LinkMessage, names: Mapping[int, str]) -> Link:
         master_index=msg.master or None,
         lower=msg.link,
         loopback=msg.loopback,
+        vlan_id=_vlan_id(msg),
     )
+
+
+def _vlan_id(msg: LinkMessage) -> int | None:
+    if msg.kind != "vlan":
+        return None
+    from .netlink import IFLA_VLAN_ID, decode
+
+    raw = msg.info_data.get(IFLA_VLAN_ID)
+    return None if raw is None else int(decode("u16", raw))  # type: ignore[arg-type]
 
 
 def ifname_of(index: int, names: Mapping[int, str]) -> str:

@@ -1,9 +1,10 @@
 """What a bond carries above the bonding driver: IP addresses, routes and VLAN sub-interfaces.
 
-Read and written with rtnetlink (bondctl.netlink) directly rather than through the backend
-contract: addresses, routes and VLANs are the same on every bonding backend (sysfs has no file
-for them, and `ip address`/`ip route` would only duplicate rtnetlink), and growing the contract
-would make every third-party backend implement six more steps that it can only delegate here.
+Read and written through the link half of the backend contract (bondctl.links.Links over
+backend.LinkContract), as the CNI plugin reaches links: addresses, routes and VLANs are the
+same whatever makes the bond, so the contract's one rtnetlink implementation serves every
+backend, and a third-party one inherits it. This module compares and plans; `read` and
+`execute` take the namespace's Links (anything with the methods of `IpLinks`).
 
 A field that is None is not managed: a file without `addresses` leaves the bond's addresses
 alone; `addresses: []` removes them all. A route's metric None means "whatever the kernel
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from .errors import KernelError, NotFoundError, ValidationError
-from .model import Drift
+from .model import Drift, Link
 from .names import check_ifname
-from .netns import Netns
+from .netlink import AF_INET, RTN_UNICAST, RTPROT_STATIC, NetlinkError
+from .netlink import Route as KernelRoute
 from .options import check_mtu
 
 RT_TABLE_MAIN = 254
@@ -205,42 +208,57 @@ def build(bond: str, raw: Mapping[str, object]) -> IpConfig:
                     vlans)
 
 
-# -- reading the kernel ------------------------------------------------------------------------
-def read(netns: Netns, bond: str) -> IpConfig | None:
-    """Everything the bond carries, as a fully managed IpConfig; None if there is no bond."""
-    from . import netlink as rtnl
+# -- reading the kernel ---------------------------------------------------------------------------
+class IpLinks(Protocol):
+    """What this module needs of a namespace's links: bondctl.links.Links has it."""
 
-    with rtnl.Rtnl.open(netns.path) as sock:
-        links = sock.list_links()
-        found = next((link for link in links if link.name == bond), None)
-        if found is None:
-            return None
-        addresses = sock.list_addresses()
-        routes = sock.list_routes(rtnl.AF_INET) + sock.list_routes(rtnl.AF_INET6)
+    def all(self) -> list[Link]: ...
+    def get_link(self, link: int | str) -> Link | None: ...
+    def addresses(self, index: int) -> list[str]: ...
+    def routes(self) -> list[tuple[KernelRoute, list[tuple[int, str | None]]]]: ...
+    def add_address(self, index: int, cidr: str, *, broadcast: str | None = None) -> None: ...
+    def delete_address(self, index: int, cidr: str) -> None: ...
+    def add_route(self, dst: str, gateway: str | None, oif: int, *, table: int | None = None,
+                  metric: int | None = None, protocol: int | None = None) -> None: ...
+    def delete_route(self, dst: str, gateway: str | None, oif: int, *,
+                     table: int | None = None, metric: int | None = None) -> None: ...
+    def add_vlan(self, name: str, lower: int, vlan_id: int, *,
+                 mtu: int | None = None) -> None: ...
+    def set_link(self, index: int, *, mtu: int | None = None) -> None: ...
+    def delete(self, index: int) -> None: ...
+
+
+def read(links: IpLinks, bond: str) -> IpConfig | None:
+    """Everything the bond carries, as a fully managed IpConfig; None if there is no bond."""
+    every = links.all()
+    found = next((link for link in every if link.name == bond), None)
+    if found is None:
+        return None
+    vlans = [link for link in every if link.kind == "vlan" and link.lower == found.index
+             and link.vlan_id is not None]
+    routes = [route for route, _hops in links.routes()]
 
     def addrs_of(index: int) -> tuple[str, ...]:
-        return tuple(sorted(a for i, _family, a in addresses if i == index
-                            and not ipaddress.ip_interface(a).is_link_local))
+        return tuple(sorted(a for a in links.addresses(index)
+                            if not ipaddress.ip_interface(a).is_link_local))
 
     def routes_of(index: int) -> tuple[Route, ...]:
         out = []
         for r in routes:
-            if r.oif != index or r.protocol in _FOREIGN_PROTOCOLS or r.type != rtnl.RTN_UNICAST:
+            if r.oif != index or r.protocol in _FOREIGN_PROTOCOLS or r.type != RTN_UNICAST:
                 continue
             if r.table != RT_TABLE_MAIN and r.table == 255:  # local table: the kernel's own
                 continue
-            to = r.dst if r.dst != "default" else ("0.0.0.0/0" if r.family == rtnl.AF_INET
+            to = r.dst if r.dst != "default" else ("0.0.0.0/0" if r.family == AF_INET
                                                    else "::/0")
             out.append(Route(to, r.gateway, r.metric,
                              None if r.table == RT_TABLE_MAIN else r.table))
         return tuple(sorted(out, key=lambda r: (r.to, r.via or "")))
 
-    vlans = [Vlan(link.name, int(rtnl.decode("u16", link.info_data[rtnl.IFLA_VLAN_ID])),  # type: ignore[arg-type]
-                  addrs_of(link.index), routes_of(link.index), link.mtu)
-             for link in links if link.kind == "vlan" and link.link == found.index
-             and rtnl.IFLA_VLAN_ID in link.info_data]
     return IpConfig(addrs_of(found.index), routes_of(found.index),
-                    tuple(sorted(vlans, key=lambda v: v.id)))
+                    tuple(sorted((Vlan(v.name, int(v.vlan_id or 0), addrs_of(v.index),
+                                       routes_of(v.index), v.mtu) for v in vlans),
+                                 key=lambda v: v.id)))
 
 
 # -- comparing ---------------------------------------------------------------------------------
@@ -386,41 +404,41 @@ def plan(bond: str, want: IpConfig, have: IpConfig | None) -> list[Action]:
     return removals + vlan_removals + additions + route_adds
 
 
-def execute(netns: Netns, actions: Sequence[Action]) -> None:
+def execute(links: IpLinks, actions: Sequence[Action]) -> None:
     """Carry the actions out in order; KernelError names the one the kernel refused."""
-    from . import netlink as rtnl
-
-    if not actions:
-        return
-    with rtnl.Rtnl.open(netns.path) as sock:
-        for action in actions:
-            try:
-                _one(sock, action)
-            except OSError as exc:
-                if isinstance(exc, rtnl.NetlinkError) and exc.errno == errno.ENODEV:
-                    raise NotFoundError(f"{action}: {exc}") from None
-                raise KernelError(f"{action}: {exc.strerror or exc}") from None
+    for action in actions:
+        try:
+            _one(links, action)
+        except OSError as exc:
+            if isinstance(exc, NetlinkError) and exc.errno == errno.ENODEV:
+                raise NotFoundError(f"{action}: {exc}") from None
+            raise KernelError(f"{action}: {exc.strerror or exc}") from None
 
 
-def _one(sock: Any, action: Action) -> None:
-    from . import netlink as rtnl
+def _index(links: IpLinks, name: str) -> int:
+    found = links.get_link(name)
+    if found is None:
+        raise NetlinkError(errno.ENODEV, f"{os.strerror(errno.ENODEV)}: {name}")
+    return found.index
 
+
+def _one(links: IpLinks, action: Action) -> None:
     verb, link, what = action
     if verb == "add-vlan":
         assert isinstance(what, Vlan)
-        sock.new_link(what.name, "vlan", [rtnl.nla_u16(rtnl.IFLA_VLAN_ID, what.id)], up=True,
-                      mtu=what.mtu, attrs=[rtnl.nla_u32(rtnl.IFLA_LINK, sock.index_of(link))])
+        links.add_vlan(what.name, _index(links, link), what.id, mtu=what.mtu)
     elif verb == "del-vlan":
-        sock.del_link(link)
+        links.delete(_index(links, link))
     elif verb == "set-mtu":
-        sock.set_link(link, mtu=int(what))  # type: ignore[arg-type]
-    elif verb in ("add-address", "del-address"):
-        call = sock.add_address if verb == "add-address" else sock.del_address
-        call(sock.index_of(link), str(what))
+        links.set_link(_index(links, link), mtu=int(what))  # type: ignore[arg-type]
+    elif verb == "add-address":
+        links.add_address(_index(links, link), str(what))
+    elif verb == "del-address":
+        links.delete_address(_index(links, link), str(what))
     elif isinstance(what, Route):
-        index = sock.index_of(link)
+        index = _index(links, link)
         if verb == "add-route":
-            sock.add_route(what.to, what.via, index, table=what.table, metric=what.metric,
-                           protocol=rtnl.RTPROT_STATIC)
+            links.add_route(what.to, what.via, index, table=what.table, metric=what.metric,
+                            protocol=RTPROT_STATIC)
         else:
-            sock.del_route(what.to, what.via, index, table=what.table, metric=what.metric)
+            links.delete_route(what.to, what.via, index, table=what.table, metric=what.metric)

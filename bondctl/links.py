@@ -69,8 +69,19 @@ class Links:
         return self.backend.routes(self.netns)
 
     def add_route(self, dst: str, gateway: str | None, oif: int, *, table: int | None = None,
-                  metric: int | None = None) -> None:
-        self.backend.add_route(dst, gateway, oif, self.netns, table=table, metric=metric)
+                  metric: int | None = None, protocol: int | None = None) -> None:
+        self.backend.add_route(dst, gateway, oif, self.netns, table=table, metric=metric,
+                               protocol=protocol)
+
+    def delete_address(self, index: int, cidr: str) -> None:
+        self.backend.delete_address(index, cidr, self.netns)
+
+    def delete_route(self, dst: str, gateway: str | None, oif: int, *,
+                     table: int | None = None, metric: int | None = None) -> None:
+        self.backend.delete_route(dst, gateway, oif, self.netns, table=table, metric=metric)
+
+    def add_vlan(self, name: str, lower: int, vlan_id: int, *, mtu: int | None = None) -> None:
+        self.backend.add_vlan(name, lower, vlan_id, self.netns, mtu=mtu)
 
     def lower_is_local(self, index: int) -> bool:
         return self.backend.lower_is_local(index, self.netns)

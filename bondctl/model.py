@@ -142,6 +142,7 @@ class Link(Record):
     # namespace (LinkContract.lower_is_local tells)
     lower: int | None = None
     loopback: bool = False
+    vlan_id: int | None = None  # a VLAN's id (IFLA_VLAN_ID); None for any other kind
 
 
 class SlaveState(Record):

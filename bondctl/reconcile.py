@@ -14,6 +14,7 @@ from . import ipconfig
 from .document import Bond
 from .errors import DriftError, NotFoundError
 from .ipconfig import IpConfig
+from .links import Links
 from .model import BondState, Drift, diff
 from .ops import Bonds
 from .options import MODE, OPTIONS
@@ -53,7 +54,7 @@ def read(bonds: Bonds, name: str) -> tuple[BondState | None, IpConfig | None]:
         state = bonds.show(name)
     except NotFoundError:
         return None, None
-    return state, ipconfig.read(bonds.netns, name)
+    return state, ipconfig.read(Links(bonds.backend, bonds.netns), name)
 
 
 def drifts(entry: Bond, state: BondState, have_ip: IpConfig | None) -> list[Drift]:
@@ -97,7 +98,7 @@ def reconcile(bonds: Bonds, entry: Bond) -> Plan:
     # Addresses, routes and VLANs ride on the bond: only once it is as asked.
     actions = ipconfig.plan(entry.spec.name, entry.ip, have_ip)
     if not bonds.dry_run:
-        ipconfig.execute(bonds.netns, actions)
+        ipconfig.execute(Links(bonds.backend, bonds.netns), actions)
     plan.commands += [str(a) for a in actions]
     return plan
 
@@ -134,7 +135,8 @@ def _change(bonds: Bonds, entry: Bond, state: BondState, plan: Plan) -> None:
 
 def verify(bonds: Bonds, entry: Bond) -> None:
     """DriftError unless the bond now runs as its entry asks."""
-    found = drifts(entry, bonds.show(entry.spec.name), ipconfig.read(bonds.netns, entry.spec.name))
+    found = drifts(entry, bonds.show(entry.spec.name),
+                   ipconfig.read(Links(bonds.backend, bonds.netns), entry.spec.name))
     if found:
         raise DriftError(f"{entry.spec.name} still differs after apply: "
                          + "; ".join(map(str, found)))

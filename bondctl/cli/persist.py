@@ -23,12 +23,14 @@ def running(session: Session, name: str | None) -> list[Bond]:
     options that sit at the kernel default."""
     from bondctl import ipconfig
     from bondctl.document import from_state
+    from bondctl.links import Links
 
     bonds = session.bonds()
     states = [bonds.show(name)] if name else bonds.list()
     if not states:
         raise NotFoundError(f"no bond in {bonds.netns.label}")
-    return [from_state(s, ipconfig.read(bonds.netns, s.name), defaults=False) for s in states]
+    links = Links(bonds.backend, bonds.netns)
+    return [from_state(s, ipconfig.read(links, s.name), defaults=False) for s in states]
 
 
 def export(session: Session, fmt: str, name: str | None, file: Path | None,

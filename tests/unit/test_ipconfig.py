@@ -102,3 +102,52 @@ def test_document_keeps_netns_and_drops_unmanaged_fields():
     assert bond == Bond(bond.spec, "lab", ipconfig.NOTHING)
     assert to_mapping(bond) == {"name": "bond1", "mode": "active-backup", "netns": "lab",
                                 "slaves": ["a"]}
+
+
+class FakeLinks:
+    """A namespace's links as ipconfig.read sees them through bondctl.links.Links."""
+
+    def __init__(self, links, addresses, routes):
+        self.links, self.addrs, self.kernel_routes = links, addresses, routes
+
+    def all(self):
+        return self.links
+
+    def addresses(self, index):
+        return self.addrs.get(index, [])
+
+    def routes(self):
+        return [(r, []) for r in self.kernel_routes]
+
+
+def kernel_route(dst, oif, *, gateway=None, table=254, protocol=4, family=2, metric=None,
+                 kind=1):
+    from bondctl.netlink import Route as KernelRoute
+
+    route = KernelRoute(family, dst, table, protocol, 0)
+    route.gateway, route.oif, route.metric, route.type = gateway, oif, metric, kind
+    return route
+
+
+def test_read_keeps_what_an_operator_can_manage_and_leaves_the_kernels_own():
+    from bondctl.model import Link
+
+    bond = Link("bond0", 5, 1500, "02:00:00:00:00:01", True, "up", kind="bond")
+    vlan = Link("bond0.7", 6, 1400, "02:00:00:00:00:01", True, "up", kind="vlan", lower=5,
+                vlan_id=7)
+    stray = Link("eth9.7", 7, 1500, "02:00:00:00:00:02", True, "up", kind="vlan", lower=3,
+                 vlan_id=7)
+    links = FakeLinks([bond, vlan, stray],
+                      {5: ["10.0.0.1/24", "fe80::1/64"], 6: ["10.7.0.1/24"]},
+                      [kernel_route("10.9.0.0/16", 5, gateway="10.0.0.254", metric=100),
+                       kernel_route("default", 5, gateway="10.0.0.254", table=100),
+                       kernel_route("10.0.0.0/24", 5, protocol=2),  # the kernel's (proto kernel)
+                       kernel_route("10.0.0.1", 5, table=255),  # the local table
+                       kernel_route("10.8.0.0/16", 5, kind=6),  # a prohibit route
+                       kernel_route("10.7.9.0/24", 6),
+                       kernel_route("10.1.0.0/16", 7)])
+    assert ipconfig.read(links, "bond0") == IpConfig(
+        ("10.0.0.1/24",),
+        (Route("0.0.0.0/0", "10.0.0.254", None, 100), Route("10.9.0.0/16", "10.0.0.254", 100)),
+        (Vlan("bond0.7", 7, ("10.7.0.1/24",), (Route("10.7.9.0/24"),), 1400),))
+    assert ipconfig.read(links, "bond1") is None
