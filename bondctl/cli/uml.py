@@ -2,9 +2,9 @@
 
 The UML kernel (Debian's user-mode-linux: /usr/bin/linux.uml, modules under
 /usr/lib/uml/modules) boots with the live host filesystem as its root, so the same Python and
-the same bondctl run inside; a small init script mounts what the guest needs, loads bonding,
-veth and bridge, runs the command with its output on our terminal, and powers off. The same
-approach as the test harness (tests/harness/uml.py), which takes its UML facts from here.
+the same bondctl run inside; a small init script mounts what the guest needs, loads the
+modules of GUEST_MODULES, runs the command with its output on our terminal, and powers off.
+The test harness (tests/harness/uml.py) boots its guests with the same boot_command().
 
 `python -m bondctl.cli.uml JOB` is the guest side: it becomes the job's process.
 """
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -27,6 +28,10 @@ UML_BINARY = "linux.uml"
 UML_MODULES = Path("/usr/lib/uml/modules")
 UML_LIB_MODULES = Path("/usr/lib/uml/lib/modules")
 GUEST_ENV = "BONDCTL_IN_UML"
+# Loaded by every guest's init (given to it as BONDCTL_MODULES): the kernel's own module
+# autoloading looks under /lib/modules, not where the UML package keeps them, so a link kind
+# (a VLAN of `apply`, a dummy) not loaded here is an "unknown device type" in the guest.
+GUEST_MODULES = ("bonding", "veth", "dummy", "8021q", "bridge")
 
 # PID 1 of the guest. It must never exit (the kernel would panic): every path powers off.
 INIT_SCRIPT = """#!/bin/sh
@@ -38,7 +43,7 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 [ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev
 mkdir -p /run/netns
 ip link set lo up
-modprobe -a -q -d /usr/lib/uml bonding veth bridge >/dev/null 2>&1
+modprobe -a -q -d /usr/lib/uml $(echo "$BONDCTL_MODULES" | tr , ' ') >/dev/null 2>&1
 echo booted >"$BONDCTL_RUN_DIR/booted"
 printf '%s' "@@bondctl-start@@"  # no newline: the command's output starts right after
 "$BONDCTL_PYTHON" -P -m bondctl.cli.uml "$BONDCTL_RUN_DIR/job.json"
@@ -126,6 +131,26 @@ def ensure_module_symlinks() -> None:
         pass  # not root: the guest's modprobe says what is missing
 
 
+def boot_command(run_dir: Path, init: Path, mem: str, *, params: Mapping[str, str],
+                 consoles: Sequence[str] = ("con0=fd:0,fd:1",), quiet: bool = False,
+                 uml: str | None = None) -> list[str]:
+    """linux.uml's command line for a guest whose root is this host's filesystem, with `init`
+    as PID 1 and `params` in its environment (the kernel hands unknown KEY=VALUE parameters to
+    init), GUEST_MODULES among them. ValueError if a part holds whitespace, which would split
+    it into two parameters."""
+    command = [
+        uml or binary() or UML_BINARY, f"mem={mem}", f"uml_dir={run_dir / 'uml'}",
+        "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw", *(["quiet"] if quiet else []),
+        f"init={init}", "con=null", *consoles,
+        f"BONDCTL_MODULES={','.join(GUEST_MODULES)}",
+        *(f"{key}={value}" for key, value in params.items()),
+    ]
+    bad = next((part for part in command if any(c.isspace() for c in part)), None)
+    if bad is not None:
+        raise ValueError(f"UML boot parameters cannot carry whitespace: {bad}")
+    return command
+
+
 def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float | None = 120.0,
         output: IO[bytes] | None = None, mem: str = "384M", stdin: bytes | None = None,
         terminal: bool = False, own_stderr: bool = False) -> int:
@@ -157,15 +182,13 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float | 
                "raw_stdout": not _isatty(out),
                "raw_stderr": not _isatty(sys.stderr)}
         (run_dir / "job.json").write_text(json.dumps(job))
-        command = [
-            binary() or UML_BINARY, f"mem={mem}", f"uml_dir={run_dir / 'uml'}",
-            "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw", "quiet",
-            f"init={init}", "con=null", "con0=fd:0,fd:1",
-            *(["con1=null,fd:2"] if own_stderr else []),
-            f"BONDCTL_RUN_DIR={run_dir}", f"BONDCTL_PYTHON={sys.executable}",
-        ]
-        if any(any(c.isspace() for c in part) for part in command):
-            raise RuntimeError("UML boot parameters cannot carry whitespace")
+        try:
+            command = boot_command(
+                run_dir, init, mem, quiet=True,
+                consoles=["con0=fd:0,fd:1", *(["con1=null,fd:2"] if own_stderr else [])],
+                params={"BONDCTL_RUN_DIR": str(run_dir), "BONDCTL_PYTHON": sys.executable})
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.flush()
             sys.stderr.flush()

@@ -5,6 +5,7 @@
 # Parameters arrive as environment variables from the kernel command line:
 #   BONDCTL_RUN_DIR  host directory for job.json and the results (written back here)
 #   BONDCTL_PYTHON   the outer run's interpreter;  BONDCTL_GUEST  harness/guest.py
+#   BONDCTL_MODULES  the kernel modules every guest loads (bondctl.cli.uml.GUEST_MODULES)
 # PID 1 must never exit (the kernel panics): every path ends in poweroff -f.
 
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -24,7 +25,7 @@ mount -t tmpfs tmpfs /var/lib/cni
 mount -t tmpfs tmpfs /var/lib/containers
 ip link set lo up
 
-modprobe -a -d /usr/lib/uml bonding veth dummy 8021q bridge ||
+modprobe -a -d /usr/lib/uml $(echo "$BONDCTL_MODULES" | tr , ' ') ||
     echo "init: a required kernel module failed to load" >&2
 modprobe -a -q -d /usr/lib/uml team team_mode_activebackup team_mode_roundrobin \
     team_mode_loadbalance team_mode_broadcast ||

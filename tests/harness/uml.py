@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bondctl.cli.uml import ensure_module_symlinks
+from bondctl.cli.uml import boot_command, ensure_module_symlinks
 from tests.harness.report import RESULTS_ENV, load_results
 
 HARNESS_DIR = Path(__file__).resolve().parent
@@ -101,25 +101,10 @@ class UmlRun:
             json.dump(job, out)
 
     def command(self) -> list[str]:
-        for path in (self.run_dir, self.python, GUEST_LAUNCHER):
-            if any(c.isspace() for c in str(path)):
-                raise ValueError(f"UML boot parameters cannot carry whitespace: {path}")
-        return [
-            self.binary,
-            f"mem={self.mem}",
-            f"uml_dir={self.run_dir / 'uml'}",
-            "root=/dev/root",
-            "rootfstype=hostfs",
-            "rootflags=/",
-            "rw",
-            f"init={INIT_SCRIPT}",
-            "con=null",
-            "con0=fd:0,fd:1",
-            # Unknown KEY=VALUE parameters land in init's environment.
-            f"BONDCTL_RUN_DIR={self.run_dir}",
-            f"BONDCTL_PYTHON={self.python}",
-            f"BONDCTL_GUEST={GUEST_LAUNCHER}",
-        ]
+        return boot_command(self.run_dir, INIT_SCRIPT, self.mem, uml=self.binary,
+                            params={"BONDCTL_RUN_DIR": str(self.run_dir),
+                                    "BONDCTL_PYTHON": self.python,
+                                    "BONDCTL_GUEST": str(GUEST_LAUNCHER)})
 
     def start(self) -> None:
         ensure_module_symlinks()
