@@ -97,7 +97,7 @@ def warm() -> None:
     import subprocess  # noqa: F401
     import traceback  # noqa: F401
 
-    from .. import model, netlink, ops, registry, steps  # noqa: F401
+    from .. import links, model, netlink, ops, registry, steps  # noqa: F401
     from . import __main__, config, env, errors, hostlinks, ipam, plugin, pods, result, state  # noqa: F401
 
     for name in registry.BUILTIN:

@@ -327,3 +327,36 @@ sys.exit(Agent({str(tmp_path / 'a.sock')!r}, workers=[Worker("w", work, grace=1)
     assert "worker w (pid" in err and "restarting it" in err
     for pid in pids:  # stopped, and reaped by the agent
         assert not os.path.exists(f"/proc/{pid}"), pid
+
+
+def test_the_zygote_has_imported_every_module_a_request_imports_late() -> None:
+    """A module a request child imports is read and executed in every request (in UML, ~2 ms
+    for bondctl.links alone); warm() must hold every one the CNI path imports inside a
+    function."""
+    import ast
+
+    late = set()
+    root = Path(__file__).resolve().parents[2] / "bondctl"
+    for path in sorted((root / "cni").glob("*.py")):
+        if path.stem in ("agent", "install", "runtime", "docs"):
+            continue  # the agent itself, and what only the CLI runs
+        package = "bondctl.cni"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.level:
+                    base = package.rsplit(".", inner.level - 1)[0]
+                    late.add(f"{base}.{inner.module}" if inner.module else base)
+                    late.update(f"{base}.{a.name}" for a in inner.names
+                                if not inner.module and a.name != "*")
+                elif isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith(
+                        "bondctl"):
+                    late.add(inner.module or "")
+    code = ("import sys, json; from bondctl.cni import agent; agent.warm(); "
+            "print(json.dumps(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    loaded = set(json.loads(done.stdout))
+    assert "bondctl.links" in late  # the scan sees what it is meant to
+    assert sorted(m for m in late if m not in loaded) == []
