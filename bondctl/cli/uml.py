@@ -38,6 +38,7 @@ INIT_SCRIPT = """#!/bin/sh
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 mount -t proc proc /proc
+echo >/proc/sys/kernel/hotplug  # no uevent helper, as on a node: see tests/harness/init.sh
 mount -t sysfs sysfs /sys
 mount -t tmpfs -o mode=0755 tmpfs /run
 [ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev

@@ -50,3 +50,10 @@ def test_dummy_links_and_kernel_info(netns: Netns, make_links, kernel_info: Kern
     dummies = make_links(netns, 3, kind="dummy", prefix="d")
     assert dummies == ["d0", "d1", "d2"] and dummies.peers == []
     assert all(netns.link(d)["linkinfo"]["info_kind"] == "dummy" for d in dummies)
+
+
+def test_the_guest_runs_no_uevent_helper_as_a_node_does() -> None:
+    """UML's kernel names /sbin/hotplug; a node's names none. With it, each of a bond's ~20
+    uevents had the kernel start a process, on the time of whatever ran next."""
+    with open("/proc/sys/kernel/hotplug") as helper:
+        assert helper.read().strip() == ""

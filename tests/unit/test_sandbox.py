@@ -17,9 +17,10 @@ from bondctl.cli import uml
 
 BONDCTL = Path(sys.executable).with_name("bondctl")
 
-# Every module the guest is meant to have: a VLAN of `apply` needs 8021q, and the kernel
-# cannot load it on demand there.
-LOADED = " && ".join(f"test -e /sys/module/{m}" for m in uml.GUEST_MODULES)
+# Every module the guest is meant to have (a VLAN of `apply` needs 8021q, and the kernel
+# cannot load it on demand there), and no uevent helper, as on a node.
+LOADED = " && ".join([*(f"test -e /sys/module/{m}" for m in uml.GUEST_MODULES),
+                      'test -z "$(cat /proc/sys/kernel/hotplug)"'])
 SCRIPT = f"""
 read line
 printf 'stdin said: %s\\n' "$line"
