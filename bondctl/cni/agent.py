@@ -139,19 +139,33 @@ def get_ready(ctrl: socket.socket) -> None:
 
 
 def rehearse() -> None:
-    """Parse and validate a typical ADD and render its result, touching nothing outside this
-    process: in the zygote, so the code is specialised before any fork, and in each spare."""
+    """Parse and validate a typical ADD, write and read back its state record and render its
+    result, touching nothing outside this process: in the zygote, so the code is specialised
+    before any fork, and in each spare, so the pages it writes are copied before a request."""
+    with contextlib.suppress(Exception):
+        rehearsal()
+
+
+def rehearsal() -> None:
+    from . import jsondoc
     from .config import bond_spec, parse_config
     from .env import read_env
+    from .plugin import new_record
     from .result import render
+    from .state import LinkRecord, StateRecord, check_record
 
-    with contextlib.suppress(Exception):
-        conf = parse_config(_REHEARSAL)
-        bond_spec(conf, "bond0")
-        read_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "rehearsal", "CNI_NETNS": "/x",
-                  "CNI_IFNAME": "bond0", "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": "A=1"})
-        render({"cniVersion": "1.0.0", "interfaces": [], "ips": [], "routes": [],
-                "dns": {}}, "1.0.0")
+    conf = parse_config(_REHEARSAL)
+    spec = bond_spec(conf, "bond0")
+    env = read_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "rehearsal", "CNI_NETNS": "/x",
+                    "CNI_IFNAME": "bond0", "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": "A=1"})
+    links = [LinkRecord(name=name, host=False, index=i, pod_index=i, kind="veth", mtu=1500,
+                        mac="02:00:00:00:00:01", up=True)
+             for i, name in enumerate(["eth0", "eth1"], 2)]
+    record = new_record(env, conf, spec, [1, 1], links)
+    text = jsondoc.dumps(record.to_json(), sort_keys=True).encode()
+    StateRecord.from_json(check_record(jsondoc.decode(text)))
+    render({"cniVersion": "1.0.0", "interfaces": [], "ips": [], "routes": [],
+            "dns": {}}, "1.0.0")
 
 
 _heap: list[object] = []  # the zygote's objects, listed once before the first fork

@@ -360,3 +360,11 @@ def test_the_zygote_has_imported_every_module_a_request_imports_late() -> None:
     loaded = set(json.loads(done.stdout))
     assert "bondctl.links" in late  # the scan sees what it is meant to
     assert sorted(m for m in late if m not in loaded) == []
+
+
+def test_the_rehearsal_runs_to_its_end() -> None:
+    """rehearse() swallows errors (a spare must get ready whatever happens): the rehearsal
+    itself must not fail, or it silently warms nothing."""
+    from bondctl.cni.agent import rehearsal
+
+    rehearsal()
