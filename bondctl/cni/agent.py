@@ -28,6 +28,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import IO
 
 from . import wire
 from .log import LEVELS, Log
@@ -166,6 +167,15 @@ def rehearsal() -> None:
     StateRecord.from_json(check_record(jsondoc.decode(text)))
     render({"cniVersion": "1.0.0", "interfaces": [], "ips": [], "routes": [],
             "dns": {}}, "1.0.0")
+    for stream in open_stdio():  # fds 0-2 stay open (closefd=False); their buffers are reused
+        stream.close()
+
+
+def open_stdio() -> tuple[IO[str], IO[str], IO[str]]:
+    """Text streams on fds 0, 1 and 2, as the plugin's interpreter has them."""
+    return (open(0, encoding="utf-8", errors="surrogateescape", closefd=False),
+            open(1, "w", encoding="utf-8", closefd=False),
+            open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False))
 
 
 _heap: list[object] = []  # the zygote's objects, listed once before the first fork
@@ -636,10 +646,7 @@ def run_request(request: wire.Request, conn: socket.socket) -> int:
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         os.dup2(fd, target)
         os.close(fd)
-    sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
-                      closefd=False)
+    sys.stdin, sys.stdout, sys.stderr = open_stdio()
     own = dict(os.environ)
     os.environ.clear()
     os.environ.update(child_env(request.env, own))
