@@ -78,7 +78,7 @@ class Option:
         "ifla_name", "ifupdown2", "ip", "is_mode", "json_key", "kind", "maximum",
         "min_kernel", "min_up", "minimum", "modes", "name", "names_slave", "needs_arp",
         "needs_miimon", "netplan", "networkd", "networkd_with", "nm", "nmstate", "nmstate_words",
-        "no_slaves", "sysfs", "transient", "unit", "when_absent", "wire",
+        "no_slaves", "sysfs", "takes_bond_mac", "transient", "unit", "when_absent", "wire",
     )
 
     def __init__(
@@ -107,6 +107,9 @@ class Option:
         transient: bool = False,  # a request, not a setting: the kernel moves it (failover)
         needs_miimon: bool = False,  # a delay counted in miimon ticks: needs miimon > 0
         needs_arp: bool = False,  # probed by the ARP monitor: needs arp_interval > 0
+        # The value that gives the bond its active slave's MAC (where the option takes
+        # effect): a MAC of the bond's own cannot be kept beside it.
+        takes_bond_mac: str | None = None,
         # The fewest slaves up for the bond to report carrier: a health check (health.py,
         # the CLI and the pods' monitor) holds the slaves up against it.
         min_up: bool = False,
@@ -147,6 +150,7 @@ class Option:
         self.transient = transient
         self.needs_miimon = needs_miimon
         self.needs_arp = needs_arp
+        self.takes_bond_mac = takes_bond_mac
         self.min_up = min_up
         self.when_absent: Value | None = _WHEN_ABSENT.get(self.kind)
         self.min_kernel = min_kernel
@@ -377,7 +381,8 @@ _OPTIONS: tuple[Option, ...] = (
     Option(
         "fail_over_mac", doc="MAC policy on failover: none, active or follow.", ifla=13,
         choices=("none", "active", "follow"), effective=frozenset({AB}), no_slaves=True,
-        networkd="FailOverMACPolicy", netplan="fail-over-mac-policy", ifupdown2=False,
+        takes_bond_mac="active", networkd="FailOverMACPolicy", netplan="fail-over-mac-policy",
+        ifupdown2=False,
     ),
     Option(
         "xmit_hash_policy", doc="Transmit hash for balance-xor, 802.3ad and tlb.", ifla=14,
@@ -732,8 +737,7 @@ def parse_options(raw: Mapping[str, object]) -> dict[str, Value]:
 _NEEDS_MIIMON = tuple(opt.name for opt in _OPTIONS if opt.needs_miimon)
 _NEEDS_ARP = tuple(opt.name for opt in _OPTIONS if opt.needs_arp)
 _NAMES_SLAVE = tuple(opt.name for opt in _OPTIONS if opt.names_slave)
-# Whose value "active" makes the bond's MAC the active slave's (where it takes effect).
-_FOLLOWS_ACTIVE_MAC = next(opt for opt in _OPTIONS if opt.name == "fail_over_mac")
+_TAKES_BOND_MAC = tuple(opt for opt in _OPTIONS if opt.takes_bond_mac)
 _FORCED_MIIMON = 100  # BOND_DEFAULT_MIIMON, forced by modes that cannot use the ARP monitor
 
 
@@ -812,15 +816,17 @@ def check_combination(
     for name in _NEEDS_ARP:
         if options.get(name) and arp_interval == 0:
             raise ValidationError(f"{name} needs arp_interval > 0 (the ARP monitor probes it)")
-    if mac is not None and number in _FOLLOWS_ACTIVE_MAC.effective \
-            and options.get(_FOLLOWS_ACTIVE_MAC.name) == "active":
-        # The kernel takes the MAC and, at the first active slave, replaces it with that
-        # slave's: the bond would come out with another address than asked, every time.
-        raise ValidationError(
-            f"mac {mac} cannot be kept with {_FOLLOWS_ACTIVE_MAC.name} active in mode "
-            f"{mode}: the bond always takes its active slave's MAC (leave mac out, or use "
-            f"{_FOLLOWS_ACTIVE_MAC.name} follow or none)"
-        )
+    for opt in _TAKES_BOND_MAC if mac is not None else ():
+        taking = opt.takes_bond_mac
+        if number in opt.effective and options.get(opt.name) == taking:
+            # The kernel takes the MAC and, at the first active slave, replaces it with that
+            # slave's: the bond would come out with another address than asked, every time.
+            others = " or ".join(c for c in opt.choices if c != taking)
+            raise ValidationError(
+                f"mac {mac} cannot be kept with {opt.name} {taking} in mode {mode}: the bond "
+                f"always takes its active slave's MAC (leave mac out, or use {opt.name} "
+                f"{others})"
+            )
     if slaves is not None:
         members = set(slaves)
         for name in _NAMES_SLAVE:

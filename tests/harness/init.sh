@@ -13,10 +13,7 @@ export PATH
 run=$BONDCTL_RUN_DIR
 
 mount -t proc proc /proc
-# UML's kernel names /sbin/hotplug as its uevent helper; a node's names none (udev listens on
-# netlink). With it, every uevent (a bond makes ~20: the device and its queues) had the kernel
-# start a process that fails, in work deferred onto whatever ran next: the IPAM of an ADD.
-echo >/proc/sys/kernel/hotplug
+echo >/proc/sys/kernel/hotplug  # no uevent helper, as on a node (bondctl/cli/uml.py says why)
 mount -t sysfs sysfs /sys
 mkdir -p /var/lib/cni /var/lib/containers
 mount -t tmpfs -o mode=0755 tmpfs /run

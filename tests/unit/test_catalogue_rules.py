@@ -39,6 +39,8 @@ def test_the_rules_between_options_are_flags_of_the_rows():
     assert {o.name for o in OPTIONS.values() if o.names_slave} == {"primary", "active_slave"}
     assert {o.name for o in OPTIONS.values() if o.needs_arp} == {"arp_ip_target",
                                                                 "ns_ip6_target"}
+    assert {o.name: o.takes_bond_mac for o in OPTIONS.values() if o.takes_bond_mac} == {
+        "fail_over_mac": "active"}
 
 
 def _state(**slave_options):
