@@ -20,6 +20,7 @@ from .options import (
     after_change,
     check_combination,
     lookup,
+    mac_held_by,
     mode_number,
 )
 from .steps import CreateBond, DeleteLink, SetBond, SetLink, SetSlave, Step
@@ -176,8 +177,10 @@ class Bonds:
         return Outcome(None if self.dry_run else self.show(name), steps)
 
     # -- live changes -------------------------------------------------------------------
-    def set_options(self, name: str, raw: Mapping[str, object]) -> Outcome:
-        """Change options on a live bond, disturbing it only as much as the kernel needs."""
+    def set_options(self, name: str, raw: Mapping[str, object],
+                    mac: str | None = None) -> Outcome:
+        """Change options on a live bond, disturbing it only as much as the kernel needs;
+        with `mac`, give the bond that MAC too, at the moment the kernel lets it take."""
         state = self.show(name)
         wanted: dict[str, Value] = {}
         for key, value in raw.items():
@@ -191,10 +194,10 @@ class Bonds:
         check_combination(mode, after_change(state.options, changes), state.slave_names,
                           changed=[k for k in changes if not OPTIONS[k].is_mode])
         outcome = Outcome(state)
-        if not changes:
+        if not changes and mac in (None, state.mac):
             outcome.notes.append(f"{name} already has these settings; nothing changed")
             return outcome
-        steps, outcome.notes = plan_set(state, changes, self.backend.slave_options)
+        steps, outcome.notes = plan_set(state, changes, self.backend.slave_options, mac)
         outcome.steps = steps
         outcome.changed = {k: v for step in steps if isinstance(step, SetBond)
                            and step.name == name for k, v in step.options.items()}
@@ -284,16 +287,20 @@ def plan_create(spec: BondSpec) -> list[Step]:
 
 
 def plan_set(state: BondState, changes: Mapping[str, Value],
-             slave_options: Iterable[str] = SLAVE_OPTIONS) -> tuple[list[Step], list[str]]:
+             slave_options: Iterable[str] = SLAVE_OPTIONS,
+             mac: str | None = None) -> tuple[list[Step], list[str]]:
     """Steps for a live change, with notes saying what had to be disturbed and why.
     Slaves released for it are enslaved again with their per-slave options (those of
-    `slave_options`, what the backend can set) that differ from the default."""
+    `slave_options`, what the backend can set) that differ from the default. The bond ends
+    with `mac`, or keeps its own: the kernel gives a bond a random MAC when its last slave
+    goes, and the first slave's when one comes back."""
     ordered = in_catalogue_order(changes)
     now = {k: v for k, v in ordered.items() if not OPTIONS[k].names_slave}
     later = {k: v for k, v in ordered.items() if OPTIONS[k].names_slave}
     release = [k for k in now if OPTIONS[k].no_slaves] if state.slaves else []
     down = [k for k in now if OPTIONS[k].down] if state.up else []
-    notes: list[str] = []
+    mode = str(ordered.get(MODE.name, state.mode))
+    mac_before, mac_after, notes = _mac_steps(state, mode, ordered, release, mac)
     steps: list[Step] = []
     if release:
         notes.append(f"{state.name}: slaves released and re-enslaved to change "
@@ -303,14 +310,16 @@ def plan_set(state: BondState, changes: Mapping[str, Value],
         notes.append(f"{state.name}: taken down to change {', '.join(down)} "
                      "(the kernel needs the bond down)")
         steps.append(SetLink(state.name, up=False))
+    steps += mac_before
     if now:
         steps.append(SetBond(state.name, now))
+    steps += mac_after
     if release:
         # Only what the backend can set and the bond's new mode takes (prio is refused in
         # 802.3ad): the kernel forgets the rest on release, as it would anyway.
-        settable, mode = set(slave_options), mode_number(str(ordered.get(MODE.name, state.mode)))
+        settable, number = set(slave_options), mode_number(mode)
         kept = [opt for name, opt in SLAVE_OPTIONS.items()
-                if name in settable and mode in opt.modes]
+                if name in settable and number in opt.modes]
         for slave in state.slaves:
             opts = {opt.name: value for opt in kept
                     for value in [getattr(slave, opt.name)]
@@ -321,6 +330,31 @@ def plan_set(state: BondState, changes: Mapping[str, Value],
     if later:
         steps.append(SetBond(state.name, later))
     return steps, notes
+
+
+def _mac_steps(state: BondState, mode: str, changes: Mapping[str, Value],
+               release: Sequence[str], mac: str | None) -> tuple[list[Step], list[Step], list[str]]:
+    """Where the bond's MAC is set, before or after its options change: the kernel ignores a
+    new MAC while an option holds it (options.mac_held_by). ValidationError, before anything
+    changes, when `mac` is asked for and held both before and after."""
+    want = mac or state.mac
+    if not release and want == state.mac:
+        return [], [], []
+    step: list[Step] = [SetLink(state.name, mac=want)]
+    held = mac_held_by(state.mode, state.options)
+    if held is None:
+        return step, [], []
+    if mac_held_by(mode, after_change(state.options, changes)) is None:
+        return [], step, []
+    value = changes.get(held.name, state.options.get(held.name))
+    if want != state.mac:
+        raise ValidationError(
+            f"{state.name}: its MAC cannot change while {held.name} is {value} in mode {mode}: "
+            f"the kernel ignores a new MAC then (change {held.name} to {held.default} with it, "
+            "or delete the bond and create it again: a new bond takes its MAC first)"
+        )
+    return [], [], [f"{state.name}: its MAC could not be kept ({held.name} {value} holds it): "
+                    "it now has its first slave's"]
 
 
 def spec_from_state(state: BondState, keys: Iterable[str]) -> BondSpec:

@@ -74,11 +74,12 @@ class Option:
     and every rule that ties it to other options is a flag here, not a name elsewhere."""
 
     __slots__ = (
-        "aliases", "choices", "cni_key", "default", "doc", "down", "effective", "ifla",
-        "ifla_name", "ifupdown2", "ip", "is_mode", "json_key", "kind", "maximum",
-        "min_kernel", "min_up", "minimum", "modes", "name", "names_slave", "needs_arp",
-        "needs_miimon", "netplan", "networkd", "networkd_with", "nm", "nmstate", "nmstate_words",
-        "no_slaves", "sysfs", "takes_bond_mac", "transient", "unit", "when_absent", "wire",
+        "aliases", "choices", "cni_key", "default", "doc", "down", "effective",
+        "holds_bond_mac", "ifla", "ifla_name", "ifupdown2", "ip", "is_mode", "json_key", "kind",
+        "maximum", "min_kernel", "min_up", "minimum", "modes", "name", "names_slave",
+        "needs_arp", "needs_miimon", "netplan", "networkd", "networkd_with", "nm", "nmstate",
+        "nmstate_words", "no_slaves", "sysfs", "takes_bond_mac", "transient", "unit",
+        "when_absent", "wire",
     )
 
     def __init__(
@@ -110,6 +111,9 @@ class Option:
         # The value that gives the bond its active slave's MAC (where the option takes
         # effect): a MAC of the bond's own cannot be kept beside it.
         takes_bond_mac: str | None = None,
+        # Any value but the default, where it takes effect, makes the kernel ignore a new MAC
+        # for a live bond (bond_set_mac_address returns success and changes nothing).
+        holds_bond_mac: bool = False,
         # The fewest slaves up for the bond to report carrier: a health check (health.py,
         # the CLI and the pods' monitor) holds the slaves up against it.
         min_up: bool = False,
@@ -151,6 +155,7 @@ class Option:
         self.needs_miimon = needs_miimon
         self.needs_arp = needs_arp
         self.takes_bond_mac = takes_bond_mac
+        self.holds_bond_mac = holds_bond_mac
         self.min_up = min_up
         self.when_absent: Value | None = _WHEN_ABSENT.get(self.kind)
         self.min_kernel = min_kernel
@@ -381,8 +386,8 @@ _OPTIONS: tuple[Option, ...] = (
     Option(
         "fail_over_mac", doc="MAC policy on failover: none, active or follow.", ifla=13,
         choices=("none", "active", "follow"), effective=frozenset({AB}), no_slaves=True,
-        takes_bond_mac="active", networkd="FailOverMACPolicy", netplan="fail-over-mac-policy",
-        ifupdown2=False,
+        takes_bond_mac="active", holds_bond_mac=True, networkd="FailOverMACPolicy",
+        netplan="fail-over-mac-policy", ifupdown2=False,
     ),
     Option(
         "xmit_hash_policy", doc="Transmit hash for balance-xor, 802.3ad and tlb.", ifla=14,
@@ -738,6 +743,7 @@ _NEEDS_MIIMON = tuple(opt.name for opt in _OPTIONS if opt.needs_miimon)
 _NEEDS_ARP = tuple(opt.name for opt in _OPTIONS if opt.needs_arp)
 _NAMES_SLAVE = tuple(opt.name for opt in _OPTIONS if opt.names_slave)
 _TAKES_BOND_MAC = tuple(opt for opt in _OPTIONS if opt.takes_bond_mac)
+_HOLDS_BOND_MAC = tuple(opt for opt in _OPTIONS if opt.holds_bond_mac)
 _FORCED_MIIMON = 100  # BOND_DEFAULT_MIIMON, forced by modes that cannot use the ARP monitor
 
 
@@ -762,6 +768,17 @@ def after_change(current: Mapping[str, Value], changes: Mapping[str, Value]) -> 
         merged["arp_interval"] = 0
     merged.pop(MODE.name, None)
     return merged
+
+
+def mac_held_by(mode: str, options: Mapping[str, Value]) -> Option | None:
+    """The option that makes the kernel ignore a new MAC for a live bond in this mode with
+    these options, or None when a MAC change takes. A new bond is not held: it takes its
+    MAC before any option."""
+    number = mode_number(mode)
+    for opt in _HOLDS_BOND_MAC:
+        if number in opt.effective and options.get(opt.name, opt.default) != opt.default:
+            return opt
+    return None
 
 
 def idle(options: Mapping[str, Value]) -> list[str]:

@@ -118,16 +118,18 @@ def _change(bonds: Bonds, entry: Bond, state: BondState, plan: Plan) -> None:
                                   if ("option", k) in kinds}
     if ("mode", MODE.name) in kinds:
         options = {MODE.name: spec.mode, **options}
-    if options:
-        outcome = bonds.set_options(spec.name, options)
+    link = {d.key for d in plan.changes if d.kind == "link"}
+    mac = spec.mac if "mac" in link else None
+    if options or mac:
+        # The MAC goes with the options: the kernel takes it only before or after some.
+        outcome = bonds.set_options(spec.name, options, mac)
         done += outcome.steps
         plan.notes += outcome.notes
     # A slave whose options drifted gets all of them again, in one step.
     drifted_slaves = {d.link for d in plan.changes if d.kind == "slave_option"}
-    link = {d.key for d in plan.changes if d.kind == "link"}
     done += bonds.set_link(
         spec.name, mtu=spec.mtu if "mtu" in link else None,
-        mac=spec.mac if "mac" in link else None, up=spec.up if "up" in link else None,
+        up=spec.up if "up" in link else None,
         slave_options={s.name: s.options for s in spec.slaves
                        if s.name in drifted_slaves and s.name not in new}).steps
     plan.commands = bonds.planned if bonds.dry_run else [describe(s) for s in done]

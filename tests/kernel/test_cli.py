@@ -206,6 +206,41 @@ def test_apply_twice_changes_nothing_the_second_time(backend, netns, make_links,
     assert bondctl(*cli, "check", "-f", str(path)).returncode == 0
 
 
+def test_apply_sets_a_new_mac_where_fail_over_mac_lets_it_take(backend, netns, make_links,
+                                                               tmp_path):
+    # In active-backup the kernel ignores a live bond's new MAC while fail_over_mac is not
+    # none: apply sets it before turning the option on, and refuses when it is held both ways.
+    eth0, eth1 = make_links(netns, 2)
+    cli = ("--netns", netns.name, "--backend", backend)
+    bondctl(*cli, "create", "bond0", "--mode", "active-backup", "--miimon", "100",
+            "-s", eth0, "-s", eth1)
+    path = tmp_path / "bond.json"
+
+    def want(mac):
+        path.write_text(json.dumps({
+            "name": "bond0", "mode": "active-backup", "slaves": [eth0, eth1], "mac": mac,
+            "options": {"miimon": 100, "fail_over_mac": "follow"}}))
+
+    want("02:00:00:00:00:61")
+    bondctl(*cli, "apply", "-f", str(path))
+    assert netns.link("bond0")["address"] == "02:00:00:00:00:61"
+    assert info_data(netns, "bond0")["fail_over_mac"] == "follow"
+    assert {master_of(netns, s) for s in (eth0, eth1)} == {"bond0"}
+
+    want("02:00:00:00:00:62")
+    refused = bondctl(*cli, "apply", "-f", str(path), check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert "fail_over_mac" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert netns.link("bond0")["address"] == "02:00:00:00:00:61"
+    assert {master_of(netns, s) for s in (eth0, eth1)} == {"bond0"}
+
+    # Released for the change, the bond would come back with its first slave's MAC.
+    bondctl(*cli, "set", "bond0", "fail_over_mac=none")
+    assert info_data(netns, "bond0")["fail_over_mac"] == "none"
+    assert netns.link("bond0")["address"] == "02:00:00:00:00:61"
+    assert {master_of(netns, s) for s in (eth0, eth1)} == {"bond0"}
+
+
 def test_watch_reports_a_failover(netns, make_links):
     links = make_links(netns, 2)
     cli = ("--netns", netns.name)

@@ -10,7 +10,7 @@ import pytest
 from bondctl.backends.iproute2 import step_argv
 from bondctl.model import BondState, Link, SlaveState
 from bondctl.ops import plan_set
-from bondctl.options import ACTIVE, MODE, OPTIONS, SETTINGS, Option, camel
+from bondctl.options import ACTIVE, MODE, OPTIONS, SETTINGS, Option, camel, mac_held_by
 from bondctl.steps import SetBond, SetSlave
 
 
@@ -41,6 +41,15 @@ def test_the_rules_between_options_are_flags_of_the_rows():
                                                                 "ns_ip6_target"}
     assert {o.name: o.takes_bond_mac for o in OPTIONS.values() if o.takes_bond_mac} == {
         "fail_over_mac": "active"}
+    assert {o.name for o in OPTIONS.values() if o.holds_bond_mac} == {"fail_over_mac"}
+
+
+def test_a_live_bond_mac_is_held_by_fail_over_mac_only_where_it_takes_effect():
+    assert mac_held_by("active-backup", {"fail_over_mac": "follow"}) is OPTIONS["fail_over_mac"]
+    assert mac_held_by("active-backup", {"fail_over_mac": "active"}) is OPTIONS["fail_over_mac"]
+    assert mac_held_by("active-backup", {"fail_over_mac": "none"}) is None
+    assert mac_held_by("active-backup", {}) is None
+    assert mac_held_by("balance-rr", {"fail_over_mac": "follow"}) is None
 
 
 def _state(**slave_options):

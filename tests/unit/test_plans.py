@@ -3,7 +3,7 @@
 import pytest
 
 from bondctl.backends.iproute2 import Iproute2Backend, step_argv
-from bondctl.errors import UnsupportedError
+from bondctl.errors import UnsupportedError, ValidationError
 from bondctl.model import BondSpec, BondState, SlaveState
 from bondctl.netns import Netns
 from bondctl.ops import check_supported, plan_create, plan_set
@@ -74,3 +74,31 @@ def test_iproute2_lines():
     rendered = Iproute2Backend().render([SetLink("e0", up=True)],
                                         Netns("/proc/9/ns/net", None))
     assert rendered == ["nsenter --net=/proc/9/ns/net ip link set dev e0 up"]
+
+
+def _active_backup(fail_over_mac):
+    return BondState("bond0", "active-backup", {"miimon": 100, "fail_over_mac": fail_over_mac},
+                     (SlaveState("eth0", "active", "up", 0, ""),), True, "UP", 1500,
+                     "02:00:00:00:00:01")
+
+
+def test_a_bond_released_for_a_change_gets_its_mac_back_while_the_kernel_takes_it():
+    # Its last slave gone, the kernel gives the bond a random MAC; fail_over_mac follow would
+    # then ignore the MAC being set back, so it goes before the option.
+    steps, _ = plan_set(_active_backup("none"), {"fail_over_mac": "follow"})
+    keep = SetLink("bond0", mac="02:00:00:00:00:01")
+    assert steps.index(keep) < steps.index(SetBond("bond0", {"fail_over_mac": "follow"}))
+    assert steps.index(keep) > steps.index(SetLink("eth0", master=""))
+    steps, _ = plan_set(_active_backup("follow"), {"fail_over_mac": "none"},
+                        mac="02:00:00:00:00:02")
+    new = SetLink("bond0", mac="02:00:00:00:00:02")
+    assert steps.index(new) > steps.index(SetBond("bond0", {"fail_over_mac": "none"}))
+    assert steps.index(new) < steps.index(SetLink("eth0", master="bond0"))
+
+
+def test_a_new_mac_the_kernel_would_ignore_before_and_after_is_refused():
+    with pytest.raises(ValidationError, match="fail_over_mac is follow"):
+        plan_set(_active_backup("follow"), {}, mac="02:00:00:00:00:02")
+    steps, notes = plan_set(_active_backup("follow"), {"fail_over_mac": "active"})
+    assert not any(isinstance(s, SetLink) and s.mac for s in steps)
+    assert "could not be kept" in notes[0]
