@@ -51,6 +51,8 @@ PACKAGING = REPO / "packaging"
 # The C sources live in the package (bondctl.native) so a pip install can build the shim too.
 LAUNCHER_SOURCE = REPO / "bondctl" / "native" / "launcher.c"
 SHIM_SOURCE = REPO / "bondctl" / "native" / "shim.c"  # includes launcher.c: the direct path
+# setns/unshare for the bundled Python 3.11 without ctypes: bondctl.netlink._nscalls
+NSCALLS_SOURCE = REPO / "bondctl" / "native" / "nscalls.c"
 STAMP_NAME = ".bond-build-stamp"
 ARTIFACT_NAME = "bondctl-bond"
 # bondctl.cli pulls typer and rich: neither the plugin nor the agent needs them. The agent's
@@ -88,7 +90,8 @@ def bundled_packages(project: dict[str, object]) -> dict[str, Path]:
 
 def input_files(project: dict[str, object]) -> list[Path]:
     # The installer this recipe imports (bondctl.cni.install) is among the bundled sources.
-    files = [REPO / "pyproject.toml", LAUNCHER_SOURCE, SHIM_SOURCE, Path(__file__).resolve()]
+    files = [REPO / "pyproject.toml", LAUNCHER_SOURCE, SHIM_SOURCE, NSCALLS_SOURCE,
+             Path(__file__).resolve()]
     for src in bundled_packages(project).values():
         files += sorted(src.glob("*.py"))
     return files
@@ -227,6 +230,18 @@ def compile_shim(source: Path, dest: Path) -> None:
     dest.chmod(0o755)
 
 
+def build_nscalls(site: Path) -> None:
+    """bondctl.netlink._nscalls for this interpreter (Python >= 3.12 has os.setns: none)."""
+    if hasattr(os, "setns"):
+        return
+    from bondctl.cni.runtime import c_compiler
+
+    dest = site / "bondctl" / "netlink" / f"_nscalls{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run([c_compiler(), "-shared", "-fPIC", "-O2", "-s", "-Wall", "-Wextra", "-Werror",
+                    f"-I{sysconfig.get_paths()['include']}", "-o", str(dest),
+                    str(NSCALLS_SOURCE)], check=True)
+
+
 def build_runtime(project: dict[str, object], staging: Path) -> None:
     python = Path(os.path.realpath(sys._base_executable))  # the interpreter behind the venv
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -251,6 +266,7 @@ def build_runtime(project: dict[str, object], staging: Path) -> None:
     strip_debug_info([bindir / "python", *libdir.glob("*.so*"),
                       *(libdir / pyver / "lib-dynload").glob("*.so")])
     copy_site(project, staging / "site")
+    build_nscalls(staging / "site")
     write_boot(project, staging)
     compile_tree(staging)
     meta = project["project"]  # type: ignore[index]

@@ -93,7 +93,6 @@ class Running:
 
 def warm() -> None:
     """Everything a request can need, imported once in the zygote: a child starts with it."""
-    import ctypes  # noqa: F401  setns on Python 3.11
     import json  # noqa: F401
     import subprocess  # noqa: F401
     import traceback  # noqa: F401
@@ -103,6 +102,7 @@ def warm() -> None:
 
     for name in registry.BUILTIN:
         registry.builtin(name)
+    netlink.ns.preload()
     own = os.stat("/proc/self/ns/net")
     _own_netns[:] = [own.st_dev, own.st_ino]
     for _ in range(10):  # CPython 3.11 specialises code after a few runs: before any fork

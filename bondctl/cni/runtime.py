@@ -72,12 +72,18 @@ sys.exit(main())
 '''
 
 
-def compile_shim(source: Path, dest: Path) -> None:
-    """The static native `bond` from shim.c (which includes launcher.c next to it); raises
-    InstallError when there is no C compiler with a static libc, or it fails."""
+def c_compiler() -> str:
+    """$CC, else cc or gcc on PATH; InstallError when there is none."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise InstallError("no C compiler (cc) to build the native bond shim")
+    return cc
+
+
+def compile_shim(source: Path, dest: Path) -> None:
+    """The static native `bond` from shim.c (which includes launcher.c next to it); raises
+    InstallError when there is no C compiler with a static libc, or it fails."""
+    cc = c_compiler()
     done = subprocess.run([cc, "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s",
                            f"-I{source.parent}", "-o", str(dest), str(source)],
                           capture_output=True, text=True, check=False)

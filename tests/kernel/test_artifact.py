@@ -146,3 +146,29 @@ def section(ip_addr: str, ifname: str) -> str | None:
         if name == ifname:
             return "\n".join(block)
     return None
+
+
+def test_the_runtime_enters_a_pod_namespace_without_ctypes(artifact: Path, netns: Netns) -> None:
+    # The bundled Python 3.11 has no os.setns: the artifact's C helper stands in, so the
+    # direct path's ADD and DEL do not pay for importing ctypes and opening libc through it.
+    netns.ip("link", "add", "probe0", "type", "dummy")
+    runtime = (DIST / RUNTIME_LINK).resolve()
+    code = (
+        "import json, os, sys\n"
+        "from bondctl.netlink import Rtnl, enter_netns\n"
+        f"with enter_netns({str(netns.path)!r}):\n"
+        "    inside = os.stat('/proc/thread-self/ns/net').st_ino\n"
+        "    rtnl = Rtnl.open()\n"
+        "back = os.stat('/proc/thread-self/ns/net').st_ino\n"
+        "names = sorted(link.name for link in rtnl.list_links())\n"
+        "print(json.dumps({'inside': inside, 'back': back, 'names': names,\n"
+        "                  'ctypes': 'ctypes' in sys.modules}))\n")
+    proc = subprocess.run([str(runtime / "lib" / "ld.so"), "--library-path",
+                           str(runtime / "lib"), str(runtime / "bin" / "python"), "-I", "-S",
+                           "-c", code], capture_output=True, text=True, timeout=120, env={})
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["inside"] == netns.path.stat().st_ino
+    assert seen["back"] == Path("/proc/self/ns/net").stat().st_ino
+    assert "probe0" in seen["names"]
+    assert seen["ctypes"] is False
