@@ -12,8 +12,8 @@ The built-ins are still entry points too, so listing shows them as before.
 
 from __future__ import annotations
 
-import importlib
 import os
+import sys
 
 from .backend import Availability, Backend
 from .entrypoints import BACKENDS_GROUP, entry_points
@@ -23,6 +23,7 @@ from .record import Record
 TYPE_CHECKING = False  # typing costs milliseconds on every CNI ADD: for the checker only
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     import pluggy
 
@@ -32,9 +33,16 @@ BUILTIN = {"netlink": "bondctl.backends.netlink", "iproute2": "bondctl.backends.
 ENTRY_POINT_GROUP = BACKENDS_GROUP
 
 
+def _module(name: str) -> Any:
+    """importlib.import_module(name) without importing importlib and warnings: half a
+    millisecond of every CNI ADD and DEL."""
+    __import__(name)
+    return sys.modules[name]
+
+
 def builtin(name: str) -> type[Backend]:
     """The class of the built-in backend `name`, imported directly."""
-    module = importlib.import_module(BUILTIN[name])
+    module = _module(BUILTIN[name])
     found: list[type[Backend]] = []
     module.bondctl_register_backends(register=found.append)
     return found[0]
@@ -119,7 +127,7 @@ class Registry:
                 continue
             module_name, _, attr = ep.value.partition(":")
             try:
-                plugin = importlib.import_module(module_name)
+                plugin = _module(module_name)
                 if attr:
                     plugin = getattr(plugin, attr)
             except Exception as exc:
