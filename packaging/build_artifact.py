@@ -231,15 +231,10 @@ def compile_shim(source: Path, dest: Path) -> None:
 
 
 def build_nscalls(site: Path) -> None:
-    """bondctl.netlink._nscalls for this interpreter (Python >= 3.12 has os.setns: none)."""
-    if hasattr(os, "setns"):
-        return
-    from bondctl.cni.runtime import c_compiler
+    """bondctl.netlink._nscalls, so the direct path enters namespaces without ctypes."""
+    from bondctl.cni.runtime import compile_nscalls
 
-    dest = site / "bondctl" / "netlink" / f"_nscalls{sysconfig.get_config_var('EXT_SUFFIX')}"
-    subprocess.run([c_compiler(), "-shared", "-fPIC", "-O2", "-s", "-Wall", "-Wextra", "-Werror",
-                    f"-I{sysconfig.get_paths()['include']}", "-o", str(dest),
-                    str(NSCALLS_SOURCE)], check=True)
+    compile_nscalls(NSCALLS_SOURCE, site / "bondctl" / "netlink")
 
 
 def build_runtime(project: dict[str, object], staging: Path) -> None:

@@ -95,6 +95,36 @@ def compile_shim(source: Path, dest: Path) -> None:
     dest.chmod(0o755)
 
 
+def compile_nscalls(source: Path, package: Path) -> None:
+    """bondctl.netlink._nscalls (setns and unshare for Python 3.11: bondctl/native/nscalls.c)
+    for this interpreter, into `package` (a bondctl/netlink directory); nothing on Python 3.12+,
+    which has os.setns. InstallError when it cannot be built here."""
+    if hasattr(os, "setns"):
+        return
+    import sysconfig
+
+    include = sysconfig.get_paths()["include"]
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        raise InstallError(f"no Python.h in {include} (the python3-dev package)")
+    dest = package / f"_nscalls{sysconfig.get_config_var('EXT_SUFFIX')}"
+    done = subprocess.run([c_compiler(), "-shared", "-fPIC", "-O2", "-s", "-Wall", "-Wextra",
+                           "-Werror", f"-I{include}", "-o", str(dest), str(source)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise InstallError(f"building {source.name} failed: "
+                           f"{(done.stderr.strip().splitlines() or [''])[-1]}")
+
+
+def native_nscalls(site: Path) -> None:
+    """The C helper in the runtime's bondctl, or (saying why, on stderr) ctypes instead."""
+    try:
+        compile_nscalls(_package_dir("bondctl.native") / "nscalls.c",
+                        site / "bondctl" / "netlink")
+    except InstallError as exc:
+        print(f"bondctl cni install: {exc.msg}; the plugin enters namespaces through ctypes "
+              "instead (about 2 ms more a command)", file=sys.stderr)
+
+
 def native_shim(workdir: Path) -> bytes | None:
     """The native shim built from the installed package's sources, or None (and why, on
     stderr) when it cannot be built here."""
@@ -204,6 +234,7 @@ def built() -> Iterator[tuple[bytes, Path, dict[str, Any]]]:
         _copy_package(_package_dir("bondctl"), site / "bondctl")
         # bondctl.backends may live elsewhere (an editable install maps it to backends/)
         _copy_package(_package_dir("bondctl.backends"), site / "bondctl" / "backends")
+        native_nscalls(site)
         for name in BUNDLED:
             _copy_module(name, site)
         _write_dist_info(site)

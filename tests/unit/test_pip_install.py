@@ -75,11 +75,15 @@ def test_cni_install_from_a_pip_install_without_a_clone(venv: Path, tmp_path: Pa
     listed = _run(["env", "-i", python, "-ISB", "-c",
                    f"import sys; sys.path.insert(0, {str(runtime / 'site')!r}); "
                    "import bondctl, json; from bondctl.registry import Registry; "
-                   "print(json.dumps([bondctl.__file__, sorted(Registry().backends())]))"],
+                   "from bondctl.netlink.ns import native; "
+                   "print(json.dumps([bondctl.__file__, sorted(Registry().backends()), "
+                   "native().__name__]))"],
                   cwd="/")
-    origin, backends = json.loads(listed.stdout)
+    origin, backends, setns_from = json.loads(listed.stdout)
     assert origin.startswith(str(runtime))
     assert backends == ["iproute2", "netlink", "sysfs"]
+    # and its C helper for setns (Python 3.11 has no os.setns; ctypes costs more)
+    assert setns_from == ("os" if sys.version_info >= (3, 12) else "bondctl.netlink._nscalls")
 
     # a foreign `bond` is refused with the documented code, and left as it was
     foreign = tmp_path / "foreign"
