@@ -56,6 +56,7 @@ def run(netns: Netns, function: Callable[[], Any]) -> Any:
     import json
 
     ns.libc()  # loaded before the fork: dlopen after fork() is not safe
+    ns.preload()  # and what setns and unshare go through
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns, never runs the parent's cleanup
