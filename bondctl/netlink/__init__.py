@@ -2,7 +2,8 @@
 state for every backend, the CNI plugin and the monitor.
 
 The CNI plugin imports this once per pod, so the import stays cheap: no pyroute2, no ctypes
-(only lazily, for setns on Python 3.11), no dataclasses, no typing at run time, and `_socket`
+(setns on Python 3.11 goes through the artifact's small C helper, `_nscalls`, or lazily
+through ctypes without it), no dataclasses, no typing at run time, and `_socket`
 instead of `socket` (the latter pulls in enum and selectors, several milliseconds).
 
 - `constants`: the kernel's numbers (uapi headers);
