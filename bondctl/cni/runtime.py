@@ -76,7 +76,7 @@ def c_compiler() -> str:
     """$CC, else cc or gcc on PATH; InstallError when there is none."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
-        raise InstallError("no C compiler (cc) to build the native bond shim")
+        raise InstallError("no C compiler (cc, or $CC)")
     return cc
 
 
